@@ -1,0 +1,179 @@
+"""The machine's raw ceilings, measured with no tuneflow code in the path; later numbers are ratios to these."""
+
+from __future__ import annotations
+
+import io
+import os
+import uuid
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+from pydantic import TypeAdapter
+from pymongo import MongoClient, UpdateOne
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from benchmarks.harness import measure
+from benchmarks.records import encoded_size, track_documents
+from streams.catalog.dburl import to_sqlalchemy_url
+from streams.catalog.models import TrackDocument
+
+KAFKA_RECORDS = int(os.environ.get("TUNEFLOW_BENCH_KAFKA_RECORDS", "200000"))
+STORE_DOCS = int(os.environ.get("TUNEFLOW_BENCH_STORE_DOCS", "20000"))
+RDBMS_ROWS = int(os.environ.get("TUNEFLOW_BENCH_RDBMS_ROWS", "200000"))
+BATCH = 1000
+
+PRODUCER_CONFIG = {"enable.idempotence": True, "linger.ms": 5, "batch.size": 1_000_000,
+                   "compression.type": "lz4", "queue.buffering.max.messages": 500_000}
+
+
+def cpu_ceilings(documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    encoded = [orjson.dumps(d) for d in documents]
+    adapter = TypeAdapter(TrackDocument)
+    parsed: list[Any] = []
+    return [
+        measure("orjson.loads track", len(encoded), lambda: parsed.extend(orjson.loads(e) for e in encoded),
+                setup=parsed.clear),
+        measure("pydantic validate_json track (1 core)", len(encoded),
+                lambda: [adapter.validate_json(e) for e in encoded]),
+    ]
+
+
+def kafka_ceilings(bootstrap: str, documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    payloads = [orjson.dumps(d) for d in documents]
+    keys = [str(d["_id"]).encode() for d in documents]
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    topics: list[str] = []
+
+    def new_topic() -> None:
+        name = f"tf_bench_{uuid.uuid4().hex[:8]}"
+        for future in admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1)]).values():
+            future.result(30)
+        topics.append(name)
+
+    def produce() -> None:
+        producer = Producer({"bootstrap.servers": bootstrap, **PRODUCER_CONFIG})
+        topic = topics[-1]
+        for key, value in zip(keys, payloads, strict=True):
+            while True:
+                try:
+                    producer.produce(topic, value, key)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+            producer.poll(0)
+        assert producer.flush(60) == 0
+
+    def consume() -> None:
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"tf_bench_{uuid.uuid4().hex[:8]}",
+                             "enable.auto.commit": False, "fetch.min.bytes": 1_000_000,
+                             "fetch.wait.max.ms": 50})
+        consumer.assign([TopicPartition(topics[-1], 0, 0)])
+        seen = 0
+        while seen < len(payloads):
+            seen += len(consumer.consume(num_messages=10_000, timeout=5))
+        consumer.close()
+
+    results = [measure("kafka produce (idempotent, lz4)", len(payloads), produce, setup=new_topic,
+                       bytes_per_record=round(encoded_size(documents)), config=PRODUCER_CONFIG)]
+    results.append(measure("kafka consume (batch 10k)", len(payloads), consume))
+    for future in admin.delete_topics(topics).values():
+        future.result(30)
+    return results
+
+
+def store_ceilings(uri: str, documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    client: MongoClient[dict[str, Any]] = MongoClient(uri, serverSelectionTimeoutMS=10_000)
+    database = client[f"tf_bench_{uuid.uuid4().hex[:8]}"]
+    collection = database["tracks"]
+    updates = [{k: v for k, v in d.items() if k != "_id"} | {"title": "updated"} for d in documents]
+
+    def insert_many() -> None:
+        for start in range(0, len(documents), BATCH):
+            collection.insert_many([dict(d) for d in documents[start : start + BATCH]], ordered=False)
+
+    def upsert(into_existing: bool) -> None:
+        for start in range(0, len(documents), BATCH):
+            chunk = documents[start : start + BATCH]
+            ops = [UpdateOne({"_id": d["_id"]}, {"$set": updates[start + i] if into_existing else
+                                                  {k: v for k, v in d.items() if k != "_id"}}, upsert=True)
+                   for i, d in enumerate(chunk)]
+            collection.bulk_write(ops, ordered=False)
+
+    try:
+        return [
+            measure("store insert_many (batch 1000)", len(documents), insert_many, setup=collection.drop),
+            measure("store bulk_write upsert, new keys", len(documents), lambda: upsert(False),
+                    setup=collection.drop),
+            measure("store bulk_write upsert, existing keys", len(documents), lambda: upsert(True)),
+        ]
+    finally:
+        client.drop_database(database.name)
+        client.close()
+
+
+def rdbms_ceilings(kind: str, url: str, rows: int) -> list[dict[str, Any]]:
+    admin = create_engine(to_sqlalchemy_url(url), isolation_level="AUTOCOMMIT")
+    name = f"tf_bench_{uuid.uuid4().hex[:8]}"
+    quote = '"' if kind == "postgresql" else "`"
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {quote}{name}{quote}"))
+    engine = create_engine(make_url(to_sqlalchemy_url(url)).set(database=name))
+    values = [(i, i // 10 + 1, f"Track title number {i} 밤편지", 1, i % 12 + 1, 200_000 + i % 1000,
+               f"KRA30{i % 10_000_000:07d}", i % 2 == 0, "2024-02-20 09:00:00") for i in range(1, rows + 1)]
+    ddl = ("CREATE TABLE track (track_id BIGINT PRIMARY KEY, album_id BIGINT NOT NULL, title VARCHAR(500) NOT NULL, "
+           "disc_no SMALLINT NOT NULL, track_no SMALLINT NOT NULL, duration_ms INTEGER, isrc CHAR(12), "
+           "explicit BOOLEAN NOT NULL, updated_at TIMESTAMP NOT NULL)")
+
+    def reset() -> None:
+        with engine.begin() as conn:
+            conn.execute(text("DROP TABLE IF EXISTS track"))
+            conn.execute(text(ddl))
+
+    def copy_postgres() -> None:
+        buffer = io.StringIO()
+        for row in values:
+            buffer.write("\t".join("t" if v is True else "f" if v is False else str(v) for v in row) + "\n")
+        buffer.seek(0)
+        raw = engine.raw_connection()
+        try:
+            with raw.cursor() as cursor:
+                cursor.copy_expert("COPY track FROM STDIN", buffer)
+            raw.commit()
+        finally:
+            raw.close()
+
+    def insert_mariadb() -> None:
+        raw = engine.raw_connection()
+        try:
+            with raw.cursor() as cursor:
+                for start in range(0, len(values), 5000):
+                    cursor.executemany("INSERT INTO track VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+                                       values[start : start + 5000])
+            raw.commit()
+        finally:
+            raw.close()
+
+    try:
+        if kind == "postgresql":
+            return [measure("postgresql COPY track rows", rows, copy_postgres, setup=reset)]
+        return [measure("mariadb multi-row INSERT track rows (5000/stmt)", rows, insert_mariadb, setup=reset)]
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {quote}{name}{quote}"))
+        admin.dispose()
+
+
+def run_all(env: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
+    print("ceilings:", flush=True)
+    documents = track_documents(max(KAFKA_RECORDS, STORE_DOCS))
+    return {
+        "cpu": cpu_ceilings(documents[:50_000]),
+        "kafka": kafka_ceilings(env["TUNEFLOW_KAFKA_BOOTSTRAP"], documents[:KAFKA_RECORDS]),
+        "store": store_ceilings(env["TUNEFLOW_MONGO_URI"], documents[:STORE_DOCS]),
+        "postgresql": rdbms_ceilings("postgresql", env["TUNEFLOW_PG_URL"], RDBMS_ROWS),
+        "mariadb": rdbms_ceilings("mariadb", env["TUNEFLOW_MYSQL_URL"], RDBMS_ROWS),
+    }

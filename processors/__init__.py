@@ -1,0 +1,1 @@
+"""Processor apps: records in, records out."""

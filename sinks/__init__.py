@@ -1,0 +1,1 @@
+"""Sink apps: where records leave a stream for a store."""

@@ -1,0 +1,1 @@
+"""Source apps: where records enter a stream."""

@@ -1,0 +1,1 @@
+"""Moving the legacy RDBMS catalog into the document store: backfill, verification."""

@@ -1,0 +1,35 @@
+"""The record every app sees: key, value, headers, and where it was read from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+Headers = dict[str, bytes]
+
+VERSION_HEADER = "tf-version"
+ERROR_HEADER = "tf-error"
+ERROR_REASONS_HEADER = "tf-error-reasons"
+ORIGIN_TOPIC_HEADER = "tf-origin-topic"
+ORIGIN_PARTITION_HEADER = "tf-origin-partition"
+ORIGIN_OFFSET_HEADER = "tf-origin-offset"
+ORIGIN_APP_HEADER = "tf-origin-app"
+
+
+@dataclass(slots=True)
+class Record:
+    """`value` is bytes on the wire; apps may carry a decoded value between their own steps."""
+
+    key: bytes | None
+    value: Any
+    headers: Headers = field(default_factory=dict)
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    timestamp_ms: int | None = None
+
+    def header(self, name: str) -> bytes | None:
+        return self.headers.get(name)
+
+    def origin(self) -> str:
+        return f"{self.topic}[{self.partition}]@{self.offset}"

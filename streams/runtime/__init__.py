@@ -1,0 +1,1 @@
+"""The one harness every app instance runs in: binding, batching, DLQ, retries, metrics, health, shutdown."""

@@ -1,0 +1,134 @@
+"""What an app is to the harness: an options model and a batch function, typed by its kind."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from streams.errors import ConfigError
+from streams.records import Record
+
+if TYPE_CHECKING:
+    from streams.binders.base import Binder
+    from streams.runtime.metrics import AppMetrics
+
+AppKind = Literal["source", "processor", "sink"]
+
+
+def _kebab(name: str) -> str:
+    return name.replace("_", "-")
+
+
+class AppOptions(BaseModel):
+    """Options are written `--some-option=value` in the DSL and on the command line."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, alias_generator=_kebab, frozen=True)
+
+
+@dataclass(slots=True)
+class Failure:
+    """A record that cannot be processed: it goes to the DLQ with every reason."""
+
+    record: Record
+    reasons: list[dict[str, str]]
+    kind: str = "invalid"
+
+
+@dataclass(slots=True)
+class Outcome:
+    outputs: list[Record] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+
+    def extend(self, other: Outcome) -> None:
+        self.outputs.extend(other.outputs)
+        self.failures.extend(other.failures)
+
+
+@dataclass(slots=True)
+class AppContext:
+    stream: str
+    label: str
+    instance: int
+    binder: Binder
+    metrics: AppMetrics
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("tuneflow.app"))
+
+
+O = TypeVar("O", bound=AppOptions)
+
+
+class App(Generic[O]):
+    """Base of every app; `sources/base.py`, `processors/base.py`, `sinks/base.py` narrow it by kind."""
+
+    kind: ClassVar[AppKind]
+    name: ClassVar[str]
+    options_model: ClassVar[type[AppOptions]] = AppOptions
+
+    def __init__(self, options: O, context: AppContext) -> None:
+        self.options = options
+        self.context = context
+
+    def setup(self) -> None:
+        """Open connections; called once in the process that runs the app."""
+
+    def close(self) -> None:
+        """Release what setup opened; called once on shutdown."""
+
+
+class SourceApp(App[O]):
+    kind: ClassVar[AppKind] = "source"
+
+    def poll(self, max_records: int, timeout_s: float) -> list[Record]:
+        raise NotImplementedError
+
+    def ack(self, records: Sequence[Record]) -> None:
+        """The records are durable downstream; the source may forget them (commit offsets, feedback LSN)."""
+
+
+class ProcessorApp(App[O]):
+    kind: ClassVar[AppKind] = "processor"
+
+    def process(self, batch: Sequence[Record]) -> Outcome:
+        raise NotImplementedError
+
+
+class SinkApp(App[O]):
+    kind: ClassVar[AppKind] = "sink"
+
+    def write(self, batch: Sequence[Record]) -> Outcome:
+        """Make the batch durable; return the records that cannot ever be written as failures.
+
+        Raise TransientError when the target is unavailable: the harness pauses and retries.
+        """
+        raise NotImplementedError
+
+
+def parse_options(app: type[App[Any]], values: dict[str, Any]) -> AppOptions:
+    """Validate `--key=value` options against the app's model; errors name each field and reason."""
+    try:
+        return app.options_model.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"--{'.'.join(str(p) for p in error['loc']) or '?'}: {_option_message(error)}" for error in exc.errors()
+        )
+        raise ConfigError(f"invalid options for app '{app.name}': {problems}") from None
+
+
+def _option_message(error: Any) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown option"
+    if error["type"] == "missing":
+        return "required"
+    return str(error["msg"])
+
+
+def validation_reasons(exc: ValidationError) -> list[dict[str, str]]:
+    """Every problem of a record as {field, message}, the shape DLQ headers and HTTP 4xx bodies carry."""
+    return [
+        {"field": ".".join(str(part) for part in error["loc"]), "message": str(error["msg"])}
+        for error in exc.errors(include_url=False)
+    ]

@@ -1,0 +1,83 @@
+"""Starts one app instance in this process: options, binder, harness, HTTP endpoint, signal handling."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from streams.binders.base import Binder
+from streams.errors import ConfigError
+from streams.runtime.contract import AppContext, AppKind, parse_options
+from streams.runtime.health import HealthServer, beating
+from streams.runtime.loader import load_app
+from streams.runtime.metrics import AppMetrics
+from streams.runtime.runner import Runner, RunSpec
+
+
+@dataclass
+class Instance:
+    runner: Runner
+    http: HealthServer | None
+
+
+def build_instance(app_name: str, kind: AppKind | None, options: dict[str, Any], spec: RunSpec, binder: Binder,
+                   registry: CollectorRegistry | None = None, port: int | None = None,
+                   host: str = "127.0.0.1") -> Instance:
+    app_class = load_app(app_name, kind)
+    if app_class.kind != "source" and not spec.inputs:
+        raise ConfigError(f"{app_class.kind} '{app_name}' needs an input topic (--input)")
+    if app_class.kind != "sink" and not spec.output:
+        raise ConfigError(f"{app_class.kind} '{app_name}' needs an output topic (--output)")
+    parsed = parse_options(app_class, options)
+    registry = registry or CollectorRegistry()
+    metrics = AppMetrics(registry, spec.stream, spec.label, spec.instance)
+    log = logging.getLogger(f"tuneflow.{spec.stream}.{spec.label}.{spec.instance}")
+    context = AppContext(stream=spec.stream, label=spec.label, instance=spec.instance, binder=binder,
+                         metrics=metrics, log=log)
+    runner = Runner(app_class(parsed, context), binder, spec)
+    http = None
+    if port is not None:
+        http = HealthServer(registry, alive=beating(lambda: runner.last_beat),
+                            ready=lambda: bool(metrics.ready._value.get()), host=host, port=port)
+    return Instance(runner, http)
+
+
+def run_instance(instance: Instance) -> None:
+    """Serve until SIGTERM/SIGINT, then drain the batch in hand, flush, commit and exit."""
+    runner = instance.runner
+
+    def on_signal(signum: int, _frame: object) -> None:
+        runner.log.info("received %s: draining", signal.Signals(signum).name)
+        runner.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if instance.http is not None:
+        instance.http.start()
+        runner.log.info("metrics and health on http://127.0.0.1:%d", instance.http.port)
+    try:
+        runner.run()
+    finally:
+        if instance.http is not None:
+            instance.http.close()
+
+
+def configure_logging(level: str = "INFO") -> None:
+    logging.basicConfig(stream=sys.stderr, level=level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def parse_option_tokens(tokens: list[str]) -> dict[str, Any]:
+    """`--key=value` (or a bare `--flag` for true), as in the stream DSL."""
+    options: dict[str, Any] = {}
+    for token in tokens:
+        if not token.startswith("--") or token == "--":
+            raise ConfigError(f"app options are written --key=value; got {token!r}")
+        key, sep, value = token[2:].partition("=")
+        options[key] = value if sep else True
+    return options

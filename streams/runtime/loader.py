@@ -1,0 +1,41 @@
+"""Finds apps by name through the `tuneflow.apps` entry points, the same way for built-ins and third parties."""
+
+from __future__ import annotations
+
+import difflib
+from importlib.metadata import entry_points
+from typing import Any
+
+from streams.errors import ConfigError
+from streams.runtime.contract import App, AppKind
+
+GROUP = "tuneflow.apps"
+KINDS: tuple[AppKind, ...] = ("source", "processor", "sink")
+
+
+def available_apps() -> dict[tuple[AppKind, str], str]:
+    """(kind, name) → "module:attr" for every installed app; entry point names are `<kind>.<name>`."""
+    found: dict[tuple[AppKind, str], str] = {}
+    for point in entry_points(group=GROUP):
+        kind, _, name = point.name.partition(".")
+        if kind in KINDS and name:
+            found[(kind, name)] = point.value  # type: ignore[index]
+    return found
+
+
+def load_app(name: str, kind: AppKind | None = None) -> type[App[Any]]:
+    apps = available_apps()
+    matches = [key for key in apps if key[1] == name and (kind is None or key[0] == kind)]
+    if not matches:
+        known = sorted({n for k, n in apps if kind is None or k == kind})
+        hint = difflib.get_close_matches(name, known, n=1)
+        suggestion = f" Did you mean '{hint[0]}'?" if hint else ""
+        what = f"{kind} app" if kind else "app"
+        raise ConfigError(f"unknown {what} '{name}'.{suggestion} Known: {', '.join(known)}")
+    if len(matches) > 1:
+        raise ConfigError(f"'{name}' names a {' and a '.join(k for k, _ in sorted(matches))}: say which kind")
+    target = apps[matches[0]]
+    module_name, _, attribute = target.partition(":")
+    module = __import__(module_name, fromlist=[attribute])
+    app: type[App[Any]] = getattr(module, attribute)
+    return app

@@ -1,0 +1,73 @@
+"""The metrics every app exposes (names in ARCHITECTURE.md), labelled by stream, app and instance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LABELS = ("stream", "app", "instance")
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+@dataclass(frozen=True)
+class _Families:
+    records_in: Counter
+    records_out: Counter
+    records_failed: Counter
+    dlq_records: Counter
+    retries: Counter
+    batch_seconds: Histogram
+    sink_write_seconds: Histogram
+    consumer_lag: Gauge
+    ready: Gauge
+
+
+_families: dict[int, _Families] = {}
+
+
+def _families_of(registry: CollectorRegistry) -> _Families:
+    key = id(registry)
+    if key not in _families:
+        _families[key] = _Families(
+            records_in=Counter("tuneflow_records_in_total", "Records read by the app", LABELS, registry=registry),
+            records_out=Counter("tuneflow_records_out_total", "Records emitted or written", LABELS,
+                                registry=registry),
+            records_failed=Counter("tuneflow_records_failed_total", "Records that failed, by reason",
+                                   (*LABELS, "reason"), registry=registry),
+            dlq_records=Counter("tuneflow_dlq_records_total", "Records sent to the dead-letter topic", LABELS,
+                                registry=registry),
+            retries=Counter("tuneflow_retries_total", "Retries after transient errors, by operation",
+                            (*LABELS, "operation"), registry=registry),
+            batch_seconds=Histogram("tuneflow_batch_seconds", "Time to handle one batch end to end", LABELS,
+                                    buckets=_BUCKETS, registry=registry),
+            sink_write_seconds=Histogram("tuneflow_sink_write_seconds", "Time of one sink batch write", LABELS,
+                                         buckets=_BUCKETS, registry=registry),
+            consumer_lag=Gauge("tuneflow_consumer_lag", "Records behind the end of each input partition",
+                               (*LABELS, "topic", "partition"), registry=registry),
+            ready=Gauge("tuneflow_app_ready", "1 while the app is processing normally", LABELS,
+                        registry=registry),
+        )
+    return _families[key]
+
+
+class AppMetrics:
+    def __init__(self, registry: CollectorRegistry, stream: str, app: str, instance: int) -> None:
+        self.registry = registry
+        self._f = _families_of(registry)
+        self._labels = (stream, app, str(instance))
+        self.records_in = self._f.records_in.labels(*self._labels)
+        self.records_out = self._f.records_out.labels(*self._labels)
+        self.dlq_records = self._f.dlq_records.labels(*self._labels)
+        self.batch_seconds = self._f.batch_seconds.labels(*self._labels)
+        self.sink_write_seconds = self._f.sink_write_seconds.labels(*self._labels)
+        self.ready = self._f.ready.labels(*self._labels)
+
+    def failed(self, reason: str, count: int = 1) -> None:
+        self._f.records_failed.labels(*self._labels, reason).inc(count)
+
+    def retried(self, operation: str) -> None:
+        self._f.retries.labels(*self._labels, operation).inc()
+
+    def lag(self, topic: str, partition: int, value: int) -> None:
+        self._f.consumer_lag.labels(*self._labels, topic, str(partition)).set(value)

@@ -1,0 +1,1 @@
+"""Document stores behind the mongo sink: MongoDB (and its wire-compatible servers) and the embedded one."""

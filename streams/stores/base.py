@@ -1,0 +1,72 @@
+"""The document-store contract every store honours: version-guarded upserts and tombstones, a batch at a time."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from streams.errors import ConfigError
+
+VERSION_FIELD = "_version"
+DELETED_FIELD = "_deleted"
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def checked_name(kind: str, name: str) -> str:
+    """Database and collection names come from config: accept only plain identifiers."""
+    if not _NAME.match(name):
+        raise ConfigError(
+            f"invalid {kind} name {name!r}: use letters, digits and '_', starting with a letter or '_' "
+            "(at most 63 characters)"
+        )
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """Set `key` to `document` (or delete it when `document` is None) if `version` is newer than the stored one."""
+
+    key: Any
+    version: int
+    document: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    applied: int
+    stale: int
+
+
+class DocumentStore(Protocol):
+    def apply(self, collection: str, changes: Sequence[Change]) -> ApplyResult:
+        """Apply a batch in one round trip; older-or-equal versions leave the stored state untouched."""
+        ...
+
+    def get_many(self, collection: str, keys: Sequence[Any]) -> dict[Any, dict[str, Any]]:
+        """Visible documents (tombstones are not) by key, with bookkeeping fields included."""
+        ...
+
+    def count(self, collection: str) -> int:
+        """Number of visible documents."""
+        ...
+
+    def scan(self, collection: str, batch_size: int = 1000) -> Iterator[list[dict[str, Any]]]:
+        """Every visible document, in key order, in batches."""
+        ...
+
+    def drop(self, collection: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def newest_per_key(changes: Sequence[Change]) -> list[Change]:
+    """Within one batch only the highest version of each key matters; it also keeps one write per key."""
+    best: dict[Any, Change] = {}
+    for change in changes:
+        current = best.get(change.key)
+        if current is None or change.version > current.version:
+            best[change.key] = change
+    return list(best.values())
