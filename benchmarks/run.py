@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 
-from benchmarks import ceilings
+from benchmarks import ceilings, ferretdb_backends
 from benchmarks.harness import machine
 
 RESULTS = Path(__file__).parent / "results"
@@ -27,6 +27,7 @@ def main() -> int:
         "started_at": started.isoformat(timespec="seconds").replace("+00:00", "Z"),
         "machine": machine(),
         "ceilings": ceilings.run_all(dict(os.environ)),
+        "ferretdb_backends": ferretdb_backends.run_all(dict(os.environ)),
     }
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{started.strftime('%Y%m%dT%H%M%SZ')}.json"

@@ -23,6 +23,7 @@ TrackChange = Annotated[
     Annotated[TrackDocument, Tag("track")] | Annotated[TrackDelete, Tag("delete")], Discriminator(_kind)
 ]
 ADAPTER: TypeAdapter[TrackDocument | TrackDelete] = TypeAdapter(TrackChange)
+_TAGS = frozenset({"track", "delete"})
 
 
 class NormalizeOptions(AppOptions):
@@ -42,7 +43,7 @@ class Normalize(ProcessorApp[NormalizeOptions]):
             try:
                 change = ADAPTER.validate_json(record.value)
             except ValidationError as exc:
-                outcome.failures.append(Failure(record, validation_reasons(exc), kind=_failure_kind(exc)))
+                outcome.failures.append(Failure(record, validation_reasons(exc, _TAGS), kind=_failure_kind(exc)))
                 continue
             key = change.track_id if isinstance(change, TrackDelete) else change.id
             outcome.outputs.append(

@@ -126,9 +126,16 @@ def _option_message(error: Any) -> str:
     return str(error["msg"])
 
 
-def validation_reasons(exc: ValidationError) -> list[dict[str, str]]:
-    """Every problem of a record as {field, message}, the shape DLQ headers and HTTP 4xx bodies carry."""
-    return [
-        {"field": ".".join(str(part) for part in error["loc"]), "message": str(error["msg"])}
-        for error in exc.errors(include_url=False)
-    ]
+def validation_reasons(exc: ValidationError, union_tags: frozenset[str] = frozenset()) -> list[dict[str, str]]:
+    """Every problem of a record as {field, message}, the shape DLQ headers and HTTP 4xx bodies carry.
+
+    `union_tags` are the tags of a tagged union the record was validated against; pydantic puts the chosen tag
+    first in each location, which is not a field of the record, so it is left out.
+    """
+    reasons = []
+    for error in exc.errors(include_url=False):
+        loc = list(error["loc"])
+        if loc and loc[0] in union_tags:
+            loc = loc[1:]
+        reasons.append({"field": ".".join(str(part) for part in loc), "message": str(error["msg"])})
+    return reasons

@@ -59,3 +59,8 @@ def kafka_bootstrap() -> str:
 @pytest.fixture
 def mongo_uri() -> str:
     return service_url("mongo")
+
+
+@pytest.fixture
+def prometheus_url() -> str:
+    return service_url("prometheus")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+import urllib.request
 import uuid
 
 import orjson
@@ -114,3 +116,29 @@ def test_legacy_schema_is_created_in_each_rdbms(engine_fixture: str, request: py
             with conn.begin_nested():
                 conn.execute(text("INSERT INTO genre (genre_id, name) VALUES (2, 'K-Pop')"))
         assert conn.execute(text("SELECT count(*) FROM genre")).scalar_one() == 1
+
+
+def test_rdbms_servers_are_configured_for_change_data_capture(postgres_engine: Engine, mariadb_engine: Engine) -> None:
+    with postgres_engine.connect() as conn:
+        assert conn.execute(text("SHOW wal_level")).scalar() == "logical"
+        assert int(conn.execute(text("SHOW max_replication_slots")).scalar() or 0) >= 10
+    with mariadb_engine.connect() as conn:
+        variables = dict(conn.execute(text(
+            "SHOW GLOBAL VARIABLES WHERE Variable_name IN "
+            "('log_bin', 'binlog_format', 'binlog_row_image', 'binlog_row_metadata', 'server_id')"
+        )).all())
+    assert variables == {"log_bin": "ON", "binlog_format": "ROW", "binlog_row_image": "FULL",
+                         "binlog_row_metadata": "FULL", "server_id": "1"}
+
+
+def test_prometheus_scrapes_and_answers_queries(prometheus_url: str) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        with urllib.request.urlopen(f"{prometheus_url}/api/v1/query?query=up%7Bjob%3D%22prometheus%22%7D",
+                                    timeout=5) as answer:
+            body = orjson.loads(answer.read())
+        assert body["status"] == "success"
+        if body["data"]["result"] or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert [sample["value"][1] for sample in body["data"]["result"]] == ["1"]

@@ -1,0 +1,238 @@
+"""The MongoDB document store (`mongodb://…`): guarded upserts and tombstones, one bulk write per batch.
+
+It also runs on FerretDB 1.24, so it sticks to plain filters and whole-document replacements
+(no `$expr`, no pipeline updates).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from pymongo import ASCENDING, IndexModel, MongoClient, ReplaceOne
+from pymongo.collection import Collection
+from pymongo.errors import (
+    BulkWriteError,
+    ConfigurationError,
+    ConnectionFailure,
+    OperationFailure,
+    PyMongoError,
+)
+
+from streams.errors import ConfigError, RecordError, ServiceUnavailableError, TransientError, TuneflowError
+from streams.stores.base import (
+    DELETED_FIELD,
+    VERSION_FIELD,
+    ApplyResult,
+    Change,
+    checked_name,
+    newest_per_key,
+)
+
+Document = dict[str, Any]
+
+VISIBLE: Document = {DELETED_FIELD: {"$ne": True}}
+DEFAULT_OPTIONS = {"serverSelectionTimeoutMS": 5_000, "connectTimeoutMS": 5_000, "socketTimeoutMS": 60_000}
+READ_CHUNK = 1000
+WRITE_ROUNDS = 3
+
+_DUPLICATE_KEY = frozenset({11000, 11001})
+_AUTH_FAILED, _UNAUTHORIZED = 18, 13
+# Failover, shutdown, timeouts and network trouble reported by the server: gone once it recovers.
+_TRANSIENT_CODES = frozenset({6, 7, 50, 64, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436})
+_TRANSIENT_LABELS = ("RetryableWriteError", "TransientTransactionError")
+
+
+class MongoStore:
+    def __init__(self, uri: str, database: str, client: MongoClient[Document] | None = None) -> None:
+        self.where = masked_uri(uri)
+        name = checked_name("database", database)
+        self._owns_client = client is None
+        self._client = client if client is not None else _connect(uri, self.where)
+        self._db = self._client[name]
+
+    def apply(self, collection: str, changes: Sequence[Change]) -> ApplyResult:
+        target = self._collection(collection)
+        pending = newest_per_key(changes)
+        applied = 0
+        with self._translated(f"write to {collection}"):
+            for _ in range(WRITE_ROUNDS):
+                if not pending:
+                    return ApplyResult(applied=applied, stale=len(changes) - applied)
+                written, duplicates = _write(target, pending)
+                applied += written
+                pending = _lost_races(target, duplicates)
+        raise TransientError(f"{len(pending)} documents in {collection} kept racing a concurrent writer; "
+                             "the batch will be written again")
+
+    def get_many(self, collection: str, keys: Sequence[Any]) -> dict[Any, Document]:
+        target = self._collection(collection)
+        wanted = list(dict.fromkeys(keys))
+        found: dict[Any, Document] = {}
+        with self._translated(f"read {collection}"):
+            for start in range(0, len(wanted), READ_CHUNK):
+                for document in target.find({"_id": {"$in": wanted[start : start + READ_CHUNK]}, **VISIBLE}):
+                    found[document["_id"]] = document
+        return found
+
+    def count(self, collection: str) -> int:
+        target = self._collection(collection)
+        with self._translated(f"count {collection}"):
+            return target.count_documents(VISIBLE)
+
+    def scan(self, collection: str, batch_size: int = 1000) -> Iterator[list[Document]]:
+        target = self._collection(collection)
+        batch: list[Document] = []
+        with self._translated(f"scan {collection}"), target.find(
+            VISIBLE, sort=[("_id", ASCENDING)], batch_size=batch_size
+        ) as cursor:
+            for document in cursor:
+                batch.append(document)
+                if len(batch) == batch_size:
+                    yield batch
+                    batch = []
+        if batch:
+            yield batch
+
+    def ensure_indexes(self, collection: str, fields: Sequence[str] = ()) -> None:
+        """Ascending indexes for the fields readers look documents up by (the key needs none: it is `_id`)."""
+        if not fields:
+            return
+        target = self._collection(collection)
+        with self._translated(f"index {collection}"):
+            target.create_indexes([IndexModel([(field, ASCENDING)]) for field in fields])
+
+    def drop(self, collection: str) -> None:
+        name = checked_name("collection", collection)
+        with self._translated(f"drop {collection}"):
+            self._db.drop_collection(name)
+
+    def close(self) -> None:
+        if self._owns_client:
+            self._client.close()
+
+    def _collection(self, name: str) -> Collection[Document]:
+        return self._db[checked_name("collection", name)]
+
+    @contextmanager
+    def _translated(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except PyMongoError as exc:
+            raise _tuneflow_error(exc, action, self.where) from exc
+
+
+def _stored(change: Change) -> Document:
+    if change.document is None:
+        return {"_id": change.key, VERSION_FIELD: change.version, DELETED_FIELD: True}
+    return {**change.document, "_id": change.key, VERSION_FIELD: change.version, DELETED_FIELD: False}
+
+
+def _write(target: Collection[Document], changes: list[Change]) -> tuple[int, list[Change]]:
+    """One unordered bulk write; returns how many were applied and which hit an existing `_id`.
+
+    A guarded upsert whose filter does not match (the stored version is newer or equal) tries to insert
+    the key again and fails with a duplicate-key error: that is how staleness shows.
+    """
+    requests = [
+        ReplaceOne({"_id": change.key, VERSION_FIELD: {"$lt": change.version}}, _stored(change), upsert=True)
+        for change in changes
+    ]
+    try:
+        result = target.bulk_write(requests, ordered=False)
+    except BulkWriteError as exc:
+        details = exc.details
+        errors = details.get("writeErrors", [])
+        if details.get("writeConcernErrors") or any(e.get("code") in _TRANSIENT_CODES for e in errors):
+            raise TransientError(f"{target.name}: the server did not confirm the write "
+                                 f"({_first_message(details)}); the batch will be written again") from exc
+        failed = [(changes[e["index"]].key, e.get("errmsg"))
+                  for e in errors if e.get("code") not in _DUPLICATE_KEY]
+        if failed:
+            raise RecordError(
+                f"{len(failed)} of {len(changes)} documents refused by {target.name} "
+                f"(first: key {failed[0][0]!r}: {failed[0][1]})",
+                [{"field": "", "message": f"key {key!r}: {message}"} for key, message in failed],
+            ) from exc
+        applied = int(details.get("nMatched", 0)) + int(details.get("nUpserted", 0))
+        return applied, [changes[e["index"]] for e in errors]
+    return result.matched_count + result.upserted_count, []
+
+
+def _lost_races(target: Collection[Document], duplicates: list[Change]) -> list[Change]:
+    """The refused changes that are still newer than what is stored, to be written again.
+
+    A duplicate key normally means "stale", but a concurrent writer may have inserted the key between our
+    filter and our insert (MongoDB retries such upserts only for pure equality filters).
+    """
+    if not duplicates:
+        return []
+    keys = [change.key for change in duplicates]
+    found = target.find({"_id": {"$in": keys}}, {VERSION_FIELD: 1})
+    stored: dict[Any, Any] = {document["_id"]: document.get(VERSION_FIELD) for document in found}
+    unversioned = [key for key in keys if key in stored and not isinstance(stored[key], int | float)]
+    if unversioned:
+        raise RecordError(
+            f"{len(unversioned)} documents in {target.name} have no numeric {VERSION_FIELD} (first: key "
+            f"{unversioned[0]!r}): not written by tuneflow, so a guarded write cannot replace them",
+            [{"field": VERSION_FIELD, "message": f"stored {key!r} has no version"} for key in unversioned],
+        )
+    return [change for change in duplicates
+            if change.key not in stored or change.version > stored[change.key]]
+
+
+def _first_message(details: Mapping[str, Any]) -> str:
+    for kind in ("writeConcernErrors", "writeErrors"):
+        if details.get(kind):
+            return str(details[kind][0].get("errmsg", "unknown error"))
+    return "unknown error"
+
+
+def _connect(uri: str, where: str) -> MongoClient[Document]:
+    given = uri.lower()
+    defaults: dict[str, Any] = {
+        option: value for option, value in DEFAULT_OPTIONS.items() if option.lower() not in given
+    }
+    try:
+        return MongoClient(uri, connect=False, appname="tuneflow", **defaults)
+    except ConfigurationError as exc:
+        # pymongo may quote pieces of a mistyped URI, password included: say what to check instead.
+        reason = "check that the user name and password are percent-escaped (urllib.parse.quote_plus)" \
+            if "@" in uri else str(exc)
+        raise ConfigError(f"invalid MongoDB URI {where}: {reason}") from None
+
+
+def _tuneflow_error(exc: PyMongoError, action: str, where: str) -> TuneflowError:
+    if isinstance(exc, ConnectionFailure):
+        return TransientError(f"MongoDB at {where} is unreachable ({action}): {_short(exc)}. Is the server "
+                              "running? Set TUNEFLOW_MONGO_URI or the app's --uri to where it listens")
+    if isinstance(exc, OperationFailure):
+        if exc.code == _AUTH_FAILED:
+            return ConfigError(f"MongoDB at {where} refused the credentials ({action}): check the user name, "
+                               "password and authSource in the URI")
+        if exc.code == _UNAUTHORIZED:
+            return ConfigError(f"the MongoDB user in {where} is not allowed to {action}: grant it readWrite "
+                               "on the database, or use another user")
+        if exc.code in _TRANSIENT_CODES or any(exc.has_error_label(label) for label in _TRANSIENT_LABELS):
+            return TransientError(f"MongoDB at {where} could not {action} for now: {_short(exc)}")
+    if isinstance(exc, ConfigurationError):
+        return ConfigError(f"MongoDB URI {where} is unusable: {_short(exc)}")
+    return ServiceUnavailableError(f"MongoDB at {where} failed to {action}: {_short(exc)}")
+
+
+def _short(exc: PyMongoError) -> str:
+    """pymongo's first sentence, without the topology dump that follows a server-selection timeout."""
+    text = str(exc).split(", Timeout:", 1)[0].split(", full error:", 1)[0]
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def masked_uri(uri: str) -> str:
+    """The URI's scheme, user and hosts for messages: never its password, never its options."""
+    scheme, separator, rest = uri.partition("://")
+    if not separator:
+        return "<not a URI>"
+    userinfo, at, hosts = rest.rpartition("@")
+    hosts = hosts.split("?", 1)[0].rstrip("/")
+    user = f"{userinfo.split(':', 1)[0]}:***@" if at else ""
+    return f"{scheme}://{user}{hosts}"
