@@ -11,7 +11,7 @@ import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from pydantic import TypeAdapter
-from pymongo import MongoClient, UpdateOne
+from pymongo import MongoClient, ReplaceOne
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -24,6 +24,8 @@ KAFKA_RECORDS = int(os.environ.get("TUNEFLOW_BENCH_KAFKA_RECORDS", "200000"))
 STORE_DOCS = int(os.environ.get("TUNEFLOW_BENCH_STORE_DOCS", "20000"))
 RDBMS_ROWS = int(os.environ.get("TUNEFLOW_BENCH_RDBMS_ROWS", "200000"))
 BATCH = 1000
+UPSERT_DOCS = int(os.environ.get("TUNEFLOW_BENCH_UPSERT_DOCS", "3000"))
+UPSERT_OPS_PER_COMMAND = 32
 
 PRODUCER_CONFIG = {"enable.idempotence": True, "linger.ms": 5, "batch.size": 1_000_000,
                    "compression.type": "lz4", "queue.buffering.max.messages": 500_000}
@@ -85,29 +87,40 @@ def kafka_ceilings(bootstrap: str, documents: list[dict[str, Any]]) -> list[dict
 
 
 def store_ceilings(uri: str, documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """insert_many and unordered bulk upserts, plain pymongo; upserts go UPSERT_OPS_PER_COMMAND to a command.
+
+    FerretDB 1.24 holds one backend connection per update op of a command until the command ends, so a
+    command with as many ops as its pool (50 on pg, 100 on sqlite) never returns: commands stay below that.
+    Upserts are far slower than inserts there, hence fewer documents for them (UPSERT_DOCS).
+    """
     client: MongoClient[dict[str, Any]] = MongoClient(uri, serverSelectionTimeoutMS=10_000)
     database = client[f"tf_bench_{uuid.uuid4().hex[:8]}"]
     collection = database["tracks"]
-    updates = [{k: v for k, v in d.items() if k != "_id"} | {"title": "updated"} for d in documents]
+    upserted = documents[:UPSERT_DOCS]
+    updates = [d | {"title": "updated"} for d in upserted]
 
     def insert_many() -> None:
         for start in range(0, len(documents), BATCH):
             collection.insert_many([dict(d) for d in documents[start : start + BATCH]], ordered=False)
 
-    def upsert(into_existing: bool) -> None:
-        for start in range(0, len(documents), BATCH):
-            chunk = documents[start : start + BATCH]
-            ops = [UpdateOne({"_id": d["_id"]}, {"$set": updates[start + i] if into_existing else
-                                                  {k: v for k, v in d.items() if k != "_id"}}, upsert=True)
-                   for i, d in enumerate(chunk)]
-            collection.bulk_write(ops, ordered=False)
+    def load_upserted() -> None:
+        collection.drop()
+        collection.insert_many([dict(d) for d in upserted], ordered=False)
 
+    def upsert(docs: list[dict[str, Any]]) -> None:
+        for start in range(0, len(docs), UPSERT_OPS_PER_COMMAND):
+            chunk = docs[start : start + UPSERT_OPS_PER_COMMAND]
+            collection.bulk_write([ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in chunk], ordered=False)
+
+    details = {"batch": BATCH, "upsert_ops_per_command": UPSERT_OPS_PER_COMMAND}
     try:
         return [
-            measure("store insert_many (batch 1000)", len(documents), insert_many, setup=collection.drop),
-            measure("store bulk_write upsert, new keys", len(documents), lambda: upsert(False),
-                    setup=collection.drop),
-            measure("store bulk_write upsert, existing keys", len(documents), lambda: upsert(True)),
+            measure("store insert_many (batch 1000)", len(documents), insert_many, setup=collection.drop,
+                    **details),
+            measure("store bulk_write upsert, new keys", len(upserted), lambda: upsert(upserted),
+                    setup=collection.drop, **details),
+            measure("store bulk_write upsert, existing keys", len(upserted), lambda: upsert(updates),
+                    setup=load_upserted, **details),
         ]
     finally:
         client.drop_database(database.name)

@@ -20,7 +20,7 @@ from typing import Any
 from pymongo import MongoClient
 from sqlalchemy import create_engine, text
 
-from benchmarks.ceilings import STORE_DOCS, store_ceilings
+from benchmarks import ceilings
 from benchmarks.records import track_documents
 from streams.catalog.dburl import to_sqlalchemy_url
 
@@ -48,9 +48,10 @@ def _ferretdb(binary: str, backend: list[str], workdir: Path) -> Iterator[str]:
                 with MongoClient(uri, serverSelectionTimeoutMS=500) as client:
                     client.admin.command("ping")
                 break
-            except Exception:
+            except Exception as exc:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"scratch FerretDB did not start: {(workdir / 'ferretdb.log').read_text()}")
+                    log_text = (workdir / "ferretdb.log").read_text()
+                    raise RuntimeError(f"scratch FerretDB did not start: {log_text}") from exc
                 time.sleep(0.2)
         yield uri
     finally:
@@ -78,15 +79,15 @@ def run_all(env: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
     binary = env.get("TUNEFLOW_FERRETDB_BIN", "")
     if not binary or not os.access(binary, os.X_OK):
         raise RuntimeError("TUNEFLOW_FERRETDB_BIN is not an executable: run `eval \"$(deploy/local/stack env)\"`")
-    documents = track_documents(STORE_DOCS)
+    documents = track_documents(ceilings.STORE_DOCS)
     results: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="tf-fdb-sqlite-") as workdir:
         print("ferretdb backend sqlite:", flush=True)
         with _ferretdb(binary, ["--handler=sqlite", f"--sqlite-url=file:{workdir}/"], Path(workdir)) as uri:
-            results["sqlite"] = store_ceilings(uri, documents)
+            results["sqlite"] = ceilings.store_ceilings(uri, documents)
     with tempfile.TemporaryDirectory(prefix="tf-fdb-pg-") as workdir, \
             _scratch_pg_database(env["TUNEFLOW_PG_URL"]) as pg:
         print("ferretdb backend pg:", flush=True)
         with _ferretdb(binary, ["--handler=pg", f"--postgresql-url={pg}"], Path(workdir)) as uri:
-            results["pg"] = store_ceilings(uri, documents)
+            results["pg"] = ceilings.store_ceilings(uri, documents)
     return results

@@ -58,17 +58,17 @@ class AppContext:
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("tuneflow.app"))
 
 
-O = TypeVar("O", bound=AppOptions)
+OptionsT = TypeVar("OptionsT", bound=AppOptions)
 
 
-class App(Generic[O]):
+class App(Generic[OptionsT]):
     """Base of every app; `sources/base.py`, `processors/base.py`, `sinks/base.py` narrow it by kind."""
 
     kind: ClassVar[AppKind]
     name: ClassVar[str]
     options_model: ClassVar[type[AppOptions]] = AppOptions
 
-    def __init__(self, options: O, context: AppContext) -> None:
+    def __init__(self, options: OptionsT, context: AppContext) -> None:
         self.options = options
         self.context = context
 
@@ -79,7 +79,7 @@ class App(Generic[O]):
         """Release what setup opened; called once on shutdown."""
 
 
-class SourceApp(App[O]):
+class SourceApp(App[OptionsT]):
     kind: ClassVar[AppKind] = "source"
 
     def poll(self, max_records: int, timeout_s: float) -> list[Record]:
@@ -89,14 +89,14 @@ class SourceApp(App[O]):
         """The records are durable downstream; the source may forget them (commit offsets, feedback LSN)."""
 
 
-class ProcessorApp(App[O]):
+class ProcessorApp(App[OptionsT]):
     kind: ClassVar[AppKind] = "processor"
 
     def process(self, batch: Sequence[Record]) -> Outcome:
         raise NotImplementedError
 
 
-class SinkApp(App[O]):
+class SinkApp(App[OptionsT]):
     kind: ClassVar[AppKind] = "sink"
 
     def write(self, batch: Sequence[Record]) -> Outcome:

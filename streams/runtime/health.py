@@ -41,7 +41,7 @@ def beating(last_beat: Callable[[], float]) -> Callable[[], bool]:
 def _handler(registry: CollectorRegistry, alive: Callable[[], bool],
              ready: Callable[[], bool]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
                 self._answer(200, generate_latest(registry), CONTENT_TYPE_LATEST)
@@ -61,7 +61,7 @@ def _handler(registry: CollectorRegistry, alive: Callable[[], bool],
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's name
+        def log_message(self, format: str, *args: object) -> None:
             return
 
     return Handler

@@ -102,7 +102,7 @@ class Runner:
         for closer in (self.app.close, *(b.close for b in (self._input, self._output) if b is not None)):
             try:
                 closer()
-            except Exception:  # noqa: BLE001 - shutdown must close everything it can
+            except Exception:
                 self.log.exception("error while closing")
 
     # -- loops -----------------------------------------------------------------------------------------------
@@ -241,7 +241,7 @@ def isolate(function: Callable[[Sequence[Record]], Outcome], batch: Sequence[Rec
         return function(batch)
     except TransientError:
         raise
-    except Exception as exc:  # noqa: BLE001 - one bad record must not block its partition
+    except Exception as exc:
         if len(batch) == 1:
             reason = {"field": "", "message": f"{type(exc).__name__}: {exc}"}
             return Outcome(failures=[Failure(batch[0], [reason], kind="error")])

@@ -1,4 +1,4 @@
-"""The document-store contract every store honours: version-guarded upserts and tombstones, a batch at a time."""
+"""The document-store contract every store honours: version-guarded upserts and tombstones, batch by batch."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def checked_name(kind: str, name: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """Set `key` to `document` (or delete it when `document` is None) if `version` is newer than the stored one."""
+    """Set `key` to `document`, or delete it if `document` is None, when `version` is the newer one."""
 
     key: Any
     version: int

@@ -12,7 +12,14 @@ from typing import Any
 
 import orjson
 
-from streams.stores.base import DELETED_FIELD, VERSION_FIELD, ApplyResult, Change, checked_name, newest_per_key
+from streams.stores.base import (
+    DELETED_FIELD,
+    VERSION_FIELD,
+    ApplyResult,
+    Change,
+    checked_name,
+    newest_per_key,
+)
 
 SCHEME = "embedded://"
 
@@ -94,7 +101,9 @@ class EmbeddedStore:
     def version_of(self, collection: str, key: Any) -> tuple[int, bool] | None:
         """The stored version of `key` and whether it is a tombstone; None if never written."""
         table = self._table(collection)
-        row = self._db.execute(f'SELECT version, deleted FROM "{table}" WHERE key = ?', (_encode_key(key),)).fetchone()
+        row = self._db.execute(
+            f'SELECT version, deleted FROM "{table}" WHERE key = ?', (_encode_key(key),)
+        ).fetchone()
         return None if row is None else (int(row[0]), bool(row[1]))
 
     def drop(self, collection: str) -> None:

@@ -1,7 +1,7 @@
-"""The MongoDB document store (`mongodb://…`): guarded upserts and tombstones, one bulk write per batch.
+"""The MongoDB document store (`mongodb://…`): version-guarded writes and tombstones, one bulk write a batch.
 
-It also runs on FerretDB 1.24, so it sticks to plain filters and whole-document replacements
-(no `$expr`, no pipeline updates).
+It also runs on FerretDB 1.24, so it uses plain filters and whole-document replacements only
+(no `$expr`, no pipeline updates) and trusts no per-operation error of a failed update.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from pymongo import ASCENDING, IndexModel, MongoClient, ReplaceOne
+from pymongo import ASCENDING, InsertOne, MongoClient, ReplaceOne
 from pymongo.collection import Collection
 from pymongo.errors import (
     BulkWriteError,
@@ -36,6 +36,8 @@ VISIBLE: Document = {DELETED_FIELD: {"$ne": True}}
 DEFAULT_OPTIONS = {"serverSelectionTimeoutMS": 5_000, "connectTimeoutMS": 5_000, "socketTimeoutMS": 60_000}
 READ_CHUNK = 1000
 WRITE_ROUNDS = 3
+FERRETDB_REPLACE_CHUNK = 10
+MONGODB_WRITE_BATCH = 100_000
 
 _DUPLICATE_KEY = frozenset({11000, 11001})
 _AUTH_FAILED, _UNAUTHORIZED = 18, 13
@@ -45,24 +47,35 @@ _TRANSIENT_LABELS = ("RetryableWriteError", "TransientTransactionError")
 
 
 class MongoStore:
+    """A DocumentStore on one database: documents and tombstones keyed by `_id`, `_version` on each."""
+
     def __init__(self, uri: str, database: str, client: MongoClient[Document] | None = None) -> None:
         self.where = masked_uri(uri)
         name = checked_name("database", database)
         self._owns_client = client is None
         self._client = client if client is not None else _connect(uri, self.where)
         self._db = self._client[name]
+        self._chunk: int | None = None
 
     def apply(self, collection: str, changes: Sequence[Change]) -> ApplyResult:
+        """Read the stored versions, then insert the new keys and replace older versions, still guarded.
+
+        Reading first keeps stale changes off the wire and never relies on duplicate-key errors, which
+        FerretDB 1.24 reports for the first failing update only (it ignores `ordered: false`).
+        """
         target = self._collection(collection)
         pending = newest_per_key(changes)
         applied = 0
         with self._translated(f"write to {collection}"):
-            for _ in range(WRITE_ROUNDS):
-                if not pending:
-                    return ApplyResult(applied=applied, stale=len(changes) - applied)
-                written, duplicates = _write(target, pending)
-                applied += written
-                pending = _lost_races(target, duplicates)
+            for attempt in range(WRITE_ROUNDS):
+                stored = _stored_versions(target, [change.key for change in pending])
+                if attempt:  # after a write that raced another writer, an equal version is this batch's own
+                    applied += sum(1 for change in pending if stored.get(change.key) == change.version)
+                fresh = [c for c in pending if c.key not in stored or stored[c.key] < c.version]
+                confirmed = _write(target, fresh, stored, self._replace_chunk())
+                if confirmed == len(fresh):
+                    return ApplyResult(applied=applied + confirmed, stale=len(changes) - applied - confirmed)
+                pending = fresh  # another writer got in between: read again and redo what is still newer
         raise TransientError(f"{len(pending)} documents in {collection} kept racing a concurrent writer; "
                              "the batch will be written again")
 
@@ -97,11 +110,14 @@ class MongoStore:
 
     def ensure_indexes(self, collection: str, fields: Sequence[str] = ()) -> None:
         """Ascending indexes for the fields readers look documents up by (the key needs none: it is `_id`)."""
-        if not fields:
-            return
         target = self._collection(collection)
         with self._translated(f"index {collection}"):
-            target.create_indexes([IndexModel([(field, ASCENDING)]) for field in fields])
+            indexed = {next(iter(spec["key"])) for spec in target.list_indexes() if len(spec["key"]) == 1}
+            # One at a time, and only the missing ones: FerretDB 1.24 drops the connection when one
+            # createIndexes command repeats several existing indexes.
+            for field in dict.fromkeys(fields):
+                if field not in indexed:
+                    target.create_index([(field, ASCENDING)])
 
     def drop(self, collection: str) -> None:
         name = checked_name("collection", collection)
@@ -111,6 +127,17 @@ class MongoStore:
     def close(self) -> None:
         if self._owns_client:
             self._client.close()
+
+    def _replace_chunk(self) -> int:
+        """How many replacements one command may carry.
+
+        FerretDB 1.x holds a backend connection for every matched update until the whole command ends, so a
+        command with more matches than its pool (100 on SQLite, 50 on PostgreSQL) hangs the server.
+        """
+        if self._chunk is None:
+            is_ferretdb = "ferretdbVersion" in self._client.admin.command("buildInfo")
+            self._chunk = FERRETDB_REPLACE_CHUNK if is_ferretdb else MONGODB_WRITE_BATCH
+        return self._chunk
 
     def _collection(self, name: str) -> Collection[Document]:
         return self._db[checked_name("collection", name)]
@@ -129,16 +156,48 @@ def _stored(change: Change) -> Document:
     return {**change.document, "_id": change.key, VERSION_FIELD: change.version, DELETED_FIELD: False}
 
 
-def _write(target: Collection[Document], changes: list[Change]) -> tuple[int, list[Change]]:
-    """One unordered bulk write; returns how many were applied and which hit an existing `_id`.
+def _stored_versions(target: Collection[Document], keys: list[Any]) -> dict[Any, int | float]:
+    versions: dict[Any, int | float] = {}
+    unversioned: list[Any] = []
+    for start in range(0, len(keys), READ_CHUNK):
+        for document in target.find({"_id": {"$in": keys[start : start + READ_CHUNK]}}, {VERSION_FIELD: 1}):
+            version = document.get(VERSION_FIELD)
+            if isinstance(version, int | float) and not isinstance(version, bool):
+                versions[document["_id"]] = version
+            else:
+                unversioned.append(document["_id"])
+    if unversioned:
+        raise RecordError(
+            f"{len(unversioned)} documents in {target.name} have no numeric {VERSION_FIELD} (first: key "
+            f"{unversioned[0]!r}): not written by tuneflow, so a guarded write cannot replace them",
+            [{"field": VERSION_FIELD, "message": f"stored {key!r} has no version"} for key in unversioned],
+        )
+    return versions
 
-    A guarded upsert whose filter does not match (the stored version is newer or equal) tries to insert
-    the key again and fails with a duplicate-key error: that is how staleness shows.
+
+def _write(target: Collection[Document], fresh: list[Change], stored: dict[Any, int | float],
+           replace_chunk: int) -> int:
+    """Insert unseen keys, replace older versions; returns how many writes the server confirmed.
+
+    Fewer than asked means another writer got in between: an insert hit a key it had just created, or a
+    replacement found a version that is no longer older.
     """
-    requests = [
-        ReplaceOne({"_id": change.key, VERSION_FIELD: {"$lt": change.version}}, _stored(change), upsert=True)
-        for change in changes
-    ]
+    inserts = [change for change in fresh if change.key not in stored]
+    replacements = [change for change in fresh if change.key in stored]
+    confirmed = _bulk(target, inserts, [InsertOne(_stored(change)) for change in inserts])
+    for start in range(0, len(replacements), replace_chunk):
+        chunk = replacements[start : start + replace_chunk]
+        confirmed += _bulk(target, chunk, [
+            ReplaceOne({"_id": change.key, VERSION_FIELD: {"$lt": change.version}}, _stored(change))
+            for change in chunk
+        ])
+    return confirmed
+
+
+def _bulk(target: Collection[Document], changes: list[Change],
+          requests: Sequence[InsertOne[Document] | ReplaceOne[Document]]) -> int:
+    if not requests:
+        return 0
     try:
         result = target.bulk_write(requests, ordered=False)
     except BulkWriteError as exc:
@@ -155,31 +214,12 @@ def _write(target: Collection[Document], changes: list[Change]) -> tuple[int, li
                 f"(first: key {failed[0][0]!r}: {failed[0][1]})",
                 [{"field": "", "message": f"key {key!r}: {message}"} for key, message in failed],
             ) from exc
-        applied = int(details.get("nMatched", 0)) + int(details.get("nUpserted", 0))
-        return applied, [changes[e["index"]] for e in errors]
-    return result.matched_count + result.upserted_count, []
-
-
-def _lost_races(target: Collection[Document], duplicates: list[Change]) -> list[Change]:
-    """The refused changes that are still newer than what is stored, to be written again.
-
-    A duplicate key normally means "stale", but a concurrent writer may have inserted the key between our
-    filter and our insert (MongoDB retries such upserts only for pure equality filters).
-    """
-    if not duplicates:
-        return []
-    keys = [change.key for change in duplicates]
-    found = target.find({"_id": {"$in": keys}}, {VERSION_FIELD: 1})
-    stored: dict[Any, Any] = {document["_id"]: document.get(VERSION_FIELD) for document in found}
-    unversioned = [key for key in keys if key in stored and not isinstance(stored[key], int | float)]
-    if unversioned:
-        raise RecordError(
-            f"{len(unversioned)} documents in {target.name} have no numeric {VERSION_FIELD} (first: key "
-            f"{unversioned[0]!r}): not written by tuneflow, so a guarded write cannot replace them",
-            [{"field": VERSION_FIELD, "message": f"stored {key!r} has no version"} for key in unversioned],
-        )
-    return [change for change in duplicates
-            if change.key not in stored or change.version > stored[change.key]]
+        return int(details.get("nInserted", 0)) + int(details.get("nMatched", 0))
+    except KeyError as exc:
+        # FerretDB 1.24 answers a failed update without the counts pymongo merges, and without the reason.
+        raise RecordError(f"{target.name} refused a replacement in this batch without saying which "
+                          f"(reply lacks {exc})") from exc
+    return result.inserted_count + result.matched_count
 
 
 def _first_message(details: Mapping[str, Any]) -> str:
@@ -196,7 +236,7 @@ def _connect(uri: str, where: str) -> MongoClient[Document]:
     }
     try:
         return MongoClient(uri, connect=False, appname="tuneflow", **defaults)
-    except ConfigurationError as exc:
+    except (ConfigurationError, ValueError, TypeError) as exc:
         # pymongo may quote pieces of a mistyped URI, password included: say what to check instead.
         reason = "check that the user name and password are percent-escaped (urllib.parse.quote_plus)" \
             if "@" in uri else str(exc)

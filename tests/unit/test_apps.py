@@ -87,5 +87,5 @@ def test_options_are_validated_with_field_and_reason() -> None:
 
 
 def test_unknown_app_suggests_the_closest_name() -> None:
-    with pytest.raises(ConfigError, match="unknown processor app 'normalise'. Did you mean 'normalize'"):
+    with pytest.raises(ConfigError, match=r"unknown processor app 'normalise'\. Did you mean 'normalize'"):
         load_app("normalise", "processor")

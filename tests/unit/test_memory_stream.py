@@ -16,8 +16,6 @@ from streams.serde import business_fields, content_checksum, to_plain
 from streams.stores.embedded import EmbeddedStore
 
 
-
-
 def test_memory_stream_stores_exactly_the_valid_records(tmp_path: Path) -> None:
     items = samples(4000, invalid_ratio=0.05, seed=7)
     binder = MemoryBinder()
