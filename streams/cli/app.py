@@ -26,7 +26,7 @@ def list_apps(as_json: bool) -> None:
         click.echo(f"{kind:<10} {name:<14} python:{target}")
 
 
-@app.command("run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@app.command("run", context_settings={"ignore_unknown_options": True})
 @click.argument("name")
 @click.option("--kind", type=click.Choice(["source", "processor", "sink"]), help="When NAME is ambiguous.")
 @click.option("--stream", required=True, help="Stream name: topic prefix and consumer group.")

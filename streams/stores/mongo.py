@@ -58,18 +58,21 @@ class MongoStore:
         self._chunk: int | None = None
 
     def apply(self, collection: str, changes: Sequence[Change]) -> ApplyResult:
-        """Read the stored versions, then insert the new keys and replace older versions, still guarded.
+        """Insert what is new; for keys already stored, read their versions and replace only older ones.
 
-        Reading first keeps stale changes off the wire and never relies on duplicate-key errors, which
-        FerretDB 1.24 reports for the first failing update only (it ignores `ordered: false`).
+        Inserting first costs new keys no read at all. Reading before replacing keeps stale changes off the
+        wire and never relies on errors of failed updates, which FerretDB 1.24 reports for the first failing
+        update of a command only (it ignores `ordered: false`).
         """
         target = self._collection(collection)
-        pending = newest_per_key(changes)
-        applied = 0
+        newest = newest_per_key(changes)
         with self._translated(f"write to {collection}"):
+            applied, pending = _bulk(target, newest, [InsertOne(_stored(change)) for change in newest])
             for attempt in range(WRITE_ROUNDS):
+                if not pending:
+                    return ApplyResult(applied=applied, stale=len(changes) - applied)
                 stored = _stored_versions(target, [change.key for change in pending])
-                if attempt:  # after a write that raced another writer, an equal version is this batch's own
+                if attempt:  # after a replacement that raced another writer, an equal version is ours
                     applied += sum(1 for change in pending if stored.get(change.key) == change.version)
                 fresh = [c for c in pending if c.key not in stored or stored[c.key] < c.version]
                 confirmed = _write(target, fresh, stored, self._replace_chunk())
@@ -177,27 +180,28 @@ def _stored_versions(target: Collection[Document], keys: list[Any]) -> dict[Any,
 
 def _write(target: Collection[Document], fresh: list[Change], stored: dict[Any, int | float],
            replace_chunk: int) -> int:
-    """Insert unseen keys, replace older versions; returns how many writes the server confirmed.
+    """Replace older versions (insert keys that vanished); returns how many writes the server confirmed.
 
-    Fewer than asked means another writer got in between: an insert hit a key it had just created, or a
-    replacement found a version that is no longer older.
+    Fewer than asked means another writer got in between: a replacement found a version that is no longer
+    older, or an insert hit a key it had just created.
     """
     inserts = [change for change in fresh if change.key not in stored]
     replacements = [change for change in fresh if change.key in stored]
-    confirmed = _bulk(target, inserts, [InsertOne(_stored(change)) for change in inserts])
+    confirmed, _ = _bulk(target, inserts, [InsertOne(_stored(change)) for change in inserts])
     for start in range(0, len(replacements), replace_chunk):
         chunk = replacements[start : start + replace_chunk]
         confirmed += _bulk(target, chunk, [
             ReplaceOne({"_id": change.key, VERSION_FIELD: {"$lt": change.version}}, _stored(change))
             for change in chunk
-        ])
+        ])[0]
     return confirmed
 
 
 def _bulk(target: Collection[Document], changes: list[Change],
-          requests: Sequence[InsertOne[Document] | ReplaceOne[Document]]) -> int:
+          requests: Sequence[InsertOne[Document] | ReplaceOne[Document]]) -> tuple[int, list[Change]]:
+    """One unordered bulk write: how many the server confirmed, and the changes whose key already existed."""
     if not requests:
-        return 0
+        return 0, []
     try:
         result = target.bulk_write(requests, ordered=False)
     except BulkWriteError as exc:
@@ -214,12 +218,13 @@ def _bulk(target: Collection[Document], changes: list[Change],
                 f"(first: key {failed[0][0]!r}: {failed[0][1]})",
                 [{"field": "", "message": f"key {key!r}: {message}"} for key, message in failed],
             ) from exc
-        return int(details.get("nInserted", 0)) + int(details.get("nMatched", 0))
+        confirmed = int(details.get("nInserted", 0)) + int(details.get("nMatched", 0))
+        return confirmed, [changes[e["index"]] for e in errors]
     except KeyError as exc:
         # FerretDB 1.24 answers a failed update without the counts pymongo merges, and without the reason.
         raise RecordError(f"{target.name} refused a replacement in this batch without saying which "
                           f"(reply lacks {exc})") from exc
-    return result.inserted_count + result.matched_count
+    return result.inserted_count + result.matched_count, []
 
 
 def _first_message(details: Mapping[str, Any]) -> str:

@@ -76,8 +76,11 @@ class AppProcess:
 def wait_for(condition: Callable[[], bool], timeout_s: float, what: str, *processes: AppProcess) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if condition():
-            return
+        try:
+            if condition():
+                return
+        except OSError:  # an instance's HTTP endpoint is not listening yet
+            pass
         time.sleep(0.5)
     tails = "\n".join(f"--- {p.args[0]} ---\n{p.log_tail()}" for p in processes)
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}\n{tails}")
