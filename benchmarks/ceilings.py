@@ -15,7 +15,7 @@ from pymongo import MongoClient, ReplaceOne
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from benchmarks.harness import measure
+from benchmarks.harness import REPEATS, measure
 from benchmarks.records import encoded_size, track_documents
 from streams.catalog.dburl import to_sqlalchemy_url
 from streams.catalog.models import TrackDocument
@@ -86,7 +86,8 @@ def kafka_ceilings(bootstrap: str, documents: list[dict[str, Any]]) -> list[dict
     return results
 
 
-def store_ceilings(uri: str, documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def store_ceilings(uri: str, documents: list[dict[str, Any]], upsert_docs: int = UPSERT_DOCS,
+                   repeats: int = REPEATS) -> list[dict[str, Any]]:
     """insert_many and unordered bulk upserts, plain pymongo; upserts go UPSERT_OPS_PER_COMMAND to a command.
 
     FerretDB 1.24 holds one backend connection per update op of a command until the command ends, so a
@@ -96,7 +97,7 @@ def store_ceilings(uri: str, documents: list[dict[str, Any]]) -> list[dict[str, 
     client: MongoClient[dict[str, Any]] = MongoClient(uri, serverSelectionTimeoutMS=10_000)
     database = client[f"tf_bench_{uuid.uuid4().hex[:8]}"]
     collection = database["tracks"]
-    upserted = documents[:UPSERT_DOCS]
+    upserted = documents[:upsert_docs]
     updates = [d | {"title": "updated"} for d in upserted]
 
     def insert_many() -> None:
@@ -116,11 +117,11 @@ def store_ceilings(uri: str, documents: list[dict[str, Any]]) -> list[dict[str, 
     try:
         return [
             measure("store insert_many (batch 1000)", len(documents), insert_many, setup=collection.drop,
-                    **details),
+                    repeats=repeats, **details),
             measure("store bulk_write upsert, new keys", len(upserted), lambda: upsert(upserted),
-                    setup=collection.drop, **details),
+                    setup=collection.drop, repeats=repeats, **details),
             measure("store bulk_write upsert, existing keys", len(upserted), lambda: upsert(updates),
-                    setup=load_upserted, **details),
+                    setup=load_upserted, repeats=repeats, **details),
         ]
     finally:
         client.drop_database(database.name)
