@@ -2,6 +2,9 @@
 
 It also runs on FerretDB 1.24, so it uses plain filters and whole-document replacements only
 (no `$expr`, no pipeline updates) and trusts no per-operation error of a failed update.
+On FerretDB the version guard holds for one writer per key (the runtime routes each key to one sink
+instance): FerretDB evaluates an update's filter and writes the document in two steps, so two concurrent
+writers of the same key can both pass the guard.
 """
 
 from __future__ import annotations
