@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from streams.binders.base import Binder, InputBinding, OutputBinding, TransactionalOutput
-from streams.errors import TransientError
+from streams.errors import ConfigError, ServiceUnavailableError, TransientError
 from streams.records import (
     ERROR_HEADER,
     ERROR_REASONS_HEADER,
@@ -239,8 +239,8 @@ def isolate(function: Callable[[Sequence[Record]], Outcome], batch: Sequence[Rec
     """Run a batch function; if it raises, bisect so that only the records that raise become failures."""
     try:
         return function(batch)
-    except TransientError:
-        raise
+    except (TransientError, ConfigError, ServiceUnavailableError):
+        raise  # about the app's settings or a service, not about any record: never dead-letter a batch for it
     except Exception as exc:
         if len(batch) == 1:
             reason = {"field": "", "message": f"{type(exc).__name__}: {exc}"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.errors import TransientError
+from streams.errors import ConfigError, ServiceUnavailableError, TransientError
 from streams.records import Record
 from streams.runtime.contract import Outcome
 from streams.runtime.retry import RetriesExhaustedError, RetryPolicy, call_with_retries
@@ -31,6 +31,20 @@ def test_isolate_lets_transient_errors_through() -> None:
 
     with pytest.raises(TransientError):
         isolate(down, [Record(key=None, value=1)])
+
+
+@pytest.mark.parametrize("error", [ConfigError("wrong password for mongodb://app:***@db"),
+                                   ServiceUnavailableError("cannot reach the store")])
+def test_isolate_never_dead_letters_a_batch_for_settings_or_service_errors(error: Exception) -> None:
+    seen: list[int] = []
+
+    def misconfigured(records: list[Record]) -> Outcome:
+        seen.append(len(records))
+        raise error
+
+    with pytest.raises(type(error), match=str(error).split()[0]):
+        isolate(misconfigured, [Record(key=None, value=i) for i in range(8)])
+    assert seen == [8]  # raised at once, no bisection into single-record failures
 
 
 def test_retries_back_off_and_recover() -> None:
