@@ -12,7 +12,7 @@ import random
 import time
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Literal, Protocol, TypeVar
@@ -560,11 +560,8 @@ class _PostgresCopy:
         ]
         lines.append("")
         columns = ", ".join(column.name for column in table.columns)
-        cursor = self._raw.cursor()
-        try:
+        with closing(self._raw.cursor()) as cursor:
             cursor.copy_expert(f"COPY {table.name} ({columns}) FROM STDIN", io.StringIO("\n".join(lines)))
-        finally:
-            cursor.close()
         self._loaded.add(table.name)
 
     def commit(self) -> None:
@@ -574,13 +571,10 @@ class _PostgresCopy:
         """Fresh planner statistics, so the first backfill queries do not plan against empty tables."""
         if not self._loaded:
             return
-        cursor = self._raw.cursor()
-        try:
+        with closing(self._raw.cursor()) as cursor:
             for name in sorted(self._loaded):
                 cursor.execute(f"ANALYZE {name}")
             self._raw.commit()
-        finally:
-            cursor.close()
         self._loaded.clear()
 
 
@@ -594,8 +588,7 @@ class _MySqlInsert:
     def insert(self, table: Table, rows: Sequence[Row]) -> None:
         if not rows:
             return
-        cursor = self._raw.cursor()
-        try:
+        with closing(self._raw.cursor()) as cursor:
             if not self._checks_off:
                 cursor.execute("SET SESSION foreign_key_checks = 0, unique_checks = 0")
                 self._checks_off = True
@@ -604,8 +597,6 @@ class _MySqlInsert:
             statement = f"INSERT INTO `{table.name}` ({columns}) VALUES ({marks})"
             for start in range(0, len(rows), MYSQL_ROWS_PER_STATEMENT):
                 cursor.executemany(statement, rows[start : start + MYSQL_ROWS_PER_STATEMENT])
-        finally:
-            cursor.close()
 
     def commit(self) -> None:
         self._raw.commit()
@@ -613,11 +604,8 @@ class _MySqlInsert:
     def finish(self) -> None:
         if not self._checks_off:
             return
-        cursor = self._raw.cursor()
-        try:
+        with closing(self._raw.cursor()) as cursor:
             cursor.execute("SET SESSION foreign_key_checks = 1, unique_checks = 1")
-        finally:
-            cursor.close()
         self._checks_off = False
 
 
@@ -630,11 +618,8 @@ class _SqliteInsert:
             return
         columns = ", ".join(column.name for column in table.columns)
         marks = ", ".join(["?"] * len(table.columns))
-        cursor = self._raw.cursor()
-        try:
+        with closing(self._raw.cursor()) as cursor:
             cursor.executemany(f"INSERT INTO {table.name} ({columns}) VALUES ({marks})", rows)
-        finally:
-            cursor.close()
 
     def commit(self) -> None:
         self._raw.commit()
