@@ -33,8 +33,12 @@ class MongoSink(SinkApp[MongoOptions]):
     name = "mongo"
     options_model = MongoOptions
 
+    store: DocumentStore | None = None
+
     def setup(self) -> None:
-        self.store: DocumentStore = open_store(self.options.uri, self.options.database)
+        """Open the store and create the indexes; retried by the harness while the store is unreachable."""
+        if self.store is None:
+            self.store = open_store(self.options.uri, self.options.database)
         ensure = getattr(self.store, "ensure_indexes", None)
         if ensure is not None and self.options.collection == "tracks":
             ensure(self.options.collection, TRACK_INDEXES)
@@ -48,11 +52,13 @@ class MongoSink(SinkApp[MongoOptions]):
             except ValueError as exc:
                 outcome.failures.append(Failure(record, [{"field": "", "message": str(exc)}], kind="unwritable"))
         if changes:
+            assert self.store is not None, "write() before setup()"
             self.store.apply(self.options.collection, changes)
         return outcome
 
     def close(self) -> None:
-        self.store.close()
+        if self.store is not None:
+            self.store.close()
 
 
 def to_change(record: Record) -> Change:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -45,6 +45,10 @@ class InputBinding(Protocol):
         ...
 
     def lag(self) -> list[PartitionLag]: ...
+
+    def on_revoke(self, hook: Callable[[], None]) -> None:
+        """Call `hook` just before partitions are taken away, while this member may still commit them."""
+        ...
 
     def close(self) -> None: ...
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -10,7 +10,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from streams.binders.base import PartitionLag
 from streams.binders.batch import TopicPartitionKey, first_offsets, next_offsets
 from streams.binders.kafka_common import describe, error_of, log, partition_counts
-from streams.errors import TransientError
+from streams.errors import TransientError, TuneflowError
 from streams.records import Headers, Record
 
 # A commit refused for these reasons means a rebalance took (some of) the partitions away: their new owner
@@ -29,6 +29,7 @@ class KafkaInput:
         self._cooperative = "cooperative" in str(config.get("partition.assignment.strategy", ""))
         self._paused = False
         self._closed = False
+        self._revoke_hook: Callable[[], None] | None = None
         self._consumer = Consumer(config)
         try:
             partition_counts(self._consumer, bootstrap, timeout_s)  # fails fast, naming the broker
@@ -184,7 +185,15 @@ class KafkaInput:
             consumer.pause(partitions)  # an outage pauses the whole member, including what it gains now
         log.info("assigned %s", _names(partitions))
 
+    def on_revoke(self, hook: Callable[[], None]) -> None:
+        self._revoke_hook = hook
+
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._revoke_hook is not None and partitions:
+            try:
+                self._revoke_hook()  # commits what was handled, so the new owner does not read it again
+            except TuneflowError as exc:
+                log.warning("could not commit before the rebalance (%s); those records will be read again", exc)
         log.info("revoked %s", _names(partitions))
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

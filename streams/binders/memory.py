@@ -9,7 +9,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from streams.binders.base import InputBinding, PartitionLag
 from streams.binders.batch import TopicPartitionKey, first_offsets, next_offsets, wire_key, wire_value
@@ -189,6 +189,12 @@ class MemoryInput:
                                 r.timestamp_ms) for r in taken)
             self._positions[(topic, partition)] = position + len(taken)
         return batch
+
+    def on_revoke(self, hook: Callable[[], None]) -> None:
+        """Accepted for parity; a memory rebalance happens under the binder's lock, so the hook is not called.
+
+        Records handled but not yet committed on a revoked partition are read again by its new owner.
+        """
 
     def commit(self, records: Sequence[Record]) -> None:
         with self._binder._cond:

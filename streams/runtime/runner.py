@@ -25,6 +25,7 @@ from streams.runtime.contract import App, Failure, Outcome, ProcessorApp, SinkAp
 from streams.runtime.retry import RetriesExhaustedError, RetryPolicy, call_with_retries
 
 LAG_EVERY_S = 5.0
+REVOKE_FLUSH_S = 10.0
 
 
 @dataclass
@@ -40,6 +41,7 @@ class RunSpec:
     batch_size: int = 500
     batch_timeout_s: float = 0.2
     exactly_once: bool = False
+    commit_interval_s: float = 1.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
     @property
@@ -64,6 +66,9 @@ class Runner:
         self._input: InputBinding | None = None
         self._output: OutputBinding | None = None
         self._last_lag = 0.0
+        # The last record of each partition handled since the last commit: committing them covers the rest.
+        self._uncommitted: dict[tuple[str | None, int | None], Record] = {}
+        self._last_commit = time.monotonic()
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -78,8 +83,8 @@ class Runner:
         """Run until `stop()`; the batch in hand is finished, flushed and committed before returning."""
         topics = [t for t in (self.spec.output, self.spec.dlq_topic) if t]
         self.binder.ensure_topics(topics)
-        self.app.setup()
         try:
+            self._retrying("setup", self.app.setup)
             transactional_id = None
             if self.spec.exactly_once:
                 transactional_id = f"{self.spec.stream}.{self.spec.label}.{self.spec.instance}"
@@ -89,6 +94,7 @@ class Runner:
             else:
                 self._input = self.binder.input(self.spec.inputs, self.spec.consumer_group,
                                                 f"{self.spec.label}-{self.spec.instance}")
+                self._input.on_revoke(self._commit_before_revoke)
                 self._run_consumer()
         except RetriesExhaustedError:
             if not self.stopping:
@@ -131,6 +137,7 @@ class Runner:
             batch = self._input.poll(self.spec.batch_size, self.spec.batch_timeout_s)
             self._report_lag()
             if not batch:
+                self._commit_handled()  # idle: nothing to amortise the commit over
                 continue
             started = time.perf_counter()
             self.metrics.records_in.inc(len(batch))
@@ -138,6 +145,7 @@ class Runner:
                                      lambda b=batch: self._handle(b))
             self._deliver(batch, outcome)
             self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        self._commit_handled()  # drain: what was handled becomes durable and committed before the app exits
 
     def _handle(self, batch: Sequence[Record]) -> Outcome:
         if isinstance(self.app, SinkApp):
@@ -150,7 +158,12 @@ class Runner:
         return isolate(self.app.process, batch)
 
     def _deliver(self, batch: Sequence[Record], outcome: Outcome) -> None:
-        """Outputs and dead letters become durable first; only then the input offsets move."""
+        """Send outputs and dead letters; input offsets move only once those are durable.
+
+        Without transactions, the flush and the commit happen once per `commit_interval_s` for every batch
+        handled since, not once per batch: the producer keeps sending while the next batch is processed. A
+        crash in between re-reads at most that interval's records (at-least-once; the sinks are idempotent).
+        """
         assert self._input is not None and self._output is not None
         output, source = self._output, self._input
         dead = [self._dead_letter(failure) for failure in outcome.failures]
@@ -166,13 +179,33 @@ class Runner:
             self._retrying("commit", transaction)
         else:
             self._send(output, outcome.outputs, dead)
-            self._retrying("flush", output.flush)
-            self._retrying("commit", lambda: source.commit(batch))
+            for record in batch:
+                self._uncommitted[(record.topic, record.partition)] = record
+            if time.monotonic() - self._last_commit >= self.spec.commit_interval_s:
+                self._commit_handled()
         written = len(batch) - len(outcome.failures) if isinstance(self.app, SinkApp) else len(outcome.outputs)
         self.metrics.records_out.inc(written)
         for failure in outcome.failures:
             self.metrics.failed(failure.kind)
         self.metrics.dlq_records.inc(len(dead))
+
+    def _commit_handled(self) -> None:
+        """Flush the producer, then commit the offsets of every batch handled since the last commit."""
+        self._last_commit = time.monotonic()
+        if not self._uncommitted or self._input is None or self._output is None:
+            return
+        source, output, marks = self._input, self._output, list(self._uncommitted.values())
+        self._retrying("flush", output.flush)
+        self._retrying("commit", lambda: source.commit(marks))
+        self._uncommitted.clear()
+
+    def _commit_before_revoke(self) -> None:
+        """Inside a rebalance: one try, no backoff (the group is waiting); a failure means re-reading."""
+        if not self._uncommitted or self._input is None or self._output is None:
+            return
+        self._output.flush(REVOKE_FLUSH_S)
+        self._input.commit(list(self._uncommitted.values()))
+        self._uncommitted.clear()
 
     def _send(self, output: OutputBinding, outputs: list[Record], dead: list[Record]) -> None:
         if outputs and self.spec.output:
