@@ -62,5 +62,10 @@ def mongo_uri() -> str:
 
 
 @pytest.fixture
+def postgres_url() -> str:
+    return service_url("postgres")
+
+
+@pytest.fixture
 def prometheus_url() -> str:
     return service_url("prometheus")

@@ -111,7 +111,10 @@ class Pipeline:
         return {doc["_id"]: business_fields(doc) for doc in self.collection.find({"_deleted": {"$ne": True}})}
 
     def dead_letters(self) -> list[tuple[bytes | None, bytes, dict[str, bytes]]]:
-        return read_topic(self.bootstrap, f"{self.stream}.normalize.dlq")
+        return self.dead_letters_of("normalize")
+
+    def dead_letters_of(self, label: str) -> list[tuple[bytes | None, bytes, dict[str, bytes]]]:
+        return read_topic(self.bootstrap, f"{self.stream}.{label}.dlq")
 
     def wait_until_stored(self, expected: int, timeout_s: float, *processes: AppProcess) -> None:
         wait_for(lambda: self.visible_count() >= expected, timeout_s, f"{expected} documents in the store",
@@ -140,3 +143,12 @@ def assert_store_matches(pipeline: Pipeline, expected: dict[int, dict[str, Any]]
 
 def dead_letter_reasons(letters: Sequence[tuple[bytes | None, bytes, dict[str, bytes]]]) -> dict[bytes, list[Any]]:
     return {key or b"": orjson.loads(headers[ERROR_REASONS_HEADER]) for key, _, headers in letters}
+
+
+def metric_sum(metrics_text: str, name: str, **labels: str) -> float:
+    """The sum of a metric's samples in a /metrics page, over the series that carry `labels`."""
+    total = 0.0
+    for line in metrics_text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total

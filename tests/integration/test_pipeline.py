@@ -15,6 +15,7 @@ from tests.integration.pipeline import (
     assert_store_matches,
     dead_letter_reasons,
     expected_documents,
+    metric_sum,
     produce,
     read_topic,
     running,
@@ -93,9 +94,9 @@ def test_replaying_the_whole_input_changes_nothing(pipeline: Pipeline) -> None:
         before = {d["_id"]: d for d in pipeline.collection.find()}
         # A second source with a fresh consumer group reads the raw topic again from the start.
         with running(pipeline.source(group=f"{pipeline.stream}-replay")) as (replay,):
-            wait_for(lambda: _counter(replay.metrics(), "tuneflow_records_out_total") >= len(items), 120,
+            wait_for(lambda: metric_sum(replay.metrics(), "tuneflow_records_out_total") >= len(items), 120,
                      "replay fully re-sent", replay)
-        wait_for(lambda: _counter(procs[2].metrics(), "tuneflow_records_in_total") >= 2 * len(expected), 180,
+        wait_for(lambda: metric_sum(procs[2].metrics(), "tuneflow_records_in_total") >= 2 * len(expected), 180,
                  "sink saw the replay", *procs)
     after = {d["_id"]: d for d in pipeline.collection.find()}
     assert after == before
@@ -113,21 +114,13 @@ def test_out_of_order_versions_newest_wins(pipeline: Pipeline) -> None:
     produce(pipeline.bootstrap, pipeline.raw_topic, [(str(orjson.loads(v)["_id"]).encode(), v, None) for v in first])
     with running(pipeline.source(), pipeline.normalize(), pipeline.sink()) as procs:
         pipeline.wait_until_stored(300, 120, *procs)
-        wait_for(lambda: _counter(procs[2].metrics(), "tuneflow_records_in_total") >= len(first), 120,
+        wait_for(lambda: metric_sum(procs[2].metrics(), "tuneflow_records_in_total") >= len(first), 120,
                  "sink saw the first batch", *procs)
         produce(pipeline.bootstrap, pipeline.raw_topic,
                 [(str(orjson.loads(v)["_id"]).encode(), v, None) for v in late])
-        wait_for(lambda: _counter(procs[2].metrics(), "tuneflow_records_in_total") >= len(first) + len(late), 120,
+        wait_for(lambda: metric_sum(procs[2].metrics(), "tuneflow_records_in_total") >= len(first) + len(late), 120,
                  "sink saw the late batch", *procs)
     stored = pipeline.store_documents()
     assert {t: d["updated_at"] for t, d in stored.items()} == {
         t: v[3]["updated_at"] for t, v in versions.items()
     }
-
-
-def _counter(metrics_text: str, name: str) -> float:
-    total = 0.0
-    for line in metrics_text.splitlines():
-        if line.startswith(name + "{"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total

@@ -1,0 +1,113 @@
+"""A scratch FerretDB server of its own, on a fixed port, that a test or benchmark may stop and start again.
+
+The stack's shared instance is left alone: this one runs the stack's binary (TUNEFLOW_FERRETDB_BIN) on a free
+port, backed by a scratch PostgreSQL database or a scratch SQLite directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from pymongo import MongoClient
+from sqlalchemy import create_engine, text
+
+from streams.catalog.dburl import to_sqlalchemy_url
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def ferretdb_binary() -> str:
+    binary = os.environ.get("TUNEFLOW_FERRETDB_BIN", "")
+    if not binary or not os.access(binary, os.X_OK):
+        raise RuntimeError("TUNEFLOW_FERRETDB_BIN is not an executable: run `eval \"$(deploy/local/stack env)\"`")
+    return binary
+
+
+class FerretDBServer:
+    """One FerretDB process; `stop()` and `start()` keep the address and the data."""
+
+    def __init__(self, backend: list[str], workdir: Path, binary: str | None = None) -> None:
+        self.binary = binary or ferretdb_binary()
+        self.backend = backend
+        self.workdir = workdir
+        self.port = free_port()
+        self.uri = f"mongodb://127.0.0.1:{self.port}"
+        self.log_path = workdir / "ferretdb.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 30) -> FerretDBServer:
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                [self.binary, *self.backend, f"--listen-addr=127.0.0.1:{self.port}", f"--state-dir={self.workdir}",
+                 "--telemetry=disable", "--debug-addr=-", "--log-level=error"],
+                stdout=log, stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                with MongoClient(self.uri, serverSelectionTimeoutMS=500) as client:
+                    client.admin.command("ping")
+                return self
+            except Exception as exc:
+                if self._process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"scratch FerretDB did not start:\n{self.log_path.read_text()}") from exc
+                time.sleep(0.2)
+
+    def stop(self, kill: bool = False) -> None:
+        if self._process is None or self._process.poll() is not None:
+            return
+        self._process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        self._process.wait(30)
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+
+@contextlib.contextmanager
+def scratch_pg_database(pg_url: str, prefix: str = "tf_fdb") -> Iterator[str]:
+    """A fresh PostgreSQL database for one FerretDB, as a postgres:// URL; dropped afterwards."""
+    admin = create_engine(to_sqlalchemy_url(pg_url), isolation_level="AUTOCOMMIT")
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        base = pg_url.rsplit("/", 1)[0].replace("postgresql://", "postgres://", 1)
+        yield f"{base}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@contextlib.contextmanager
+def ferretdb_on_pg(pg_url: str) -> Iterator[FerretDBServer]:
+    with tempfile.TemporaryDirectory(prefix="tf-fdb-pg-") as workdir, scratch_pg_database(pg_url) as pg:
+        server = FerretDBServer(["--handler=pg", f"--postgresql-url={pg}"], Path(workdir)).start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@contextlib.contextmanager
+def ferretdb_on_sqlite() -> Iterator[FerretDBServer]:
+    with tempfile.TemporaryDirectory(prefix="tf-fdb-sqlite-") as workdir:
+        server = FerretDBServer(["--handler=sqlite", f"--sqlite-url=file:{workdir}/"], Path(workdir)).start()
+        try:
+            yield server
+        finally:
+            server.stop()
