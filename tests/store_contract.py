@@ -188,6 +188,21 @@ class StoreContract:
         with pytest.raises(ConfigError, match="invalid collection name"):
             store.count("a.b")
 
+    def test_after_update_batches_a_mixed_batch_still_applies_exactly_the_newer(self, store: DocumentStore) -> None:
+        store.apply(TRACKS, [track(key, 1) for key in range(60)])
+        for version in (2, 3):  # two batches of nothing but newer versions of stored keys
+            assert store.apply(TRACKS, [track(key, version) for key in range(60)]).applied == 60
+        mixed = ([track(key, 4, "newer") for key in range(0, 30)] + [track(key, 2, "stale") for key in range(30, 50)]
+                 + [tombstone(key, 4) for key in range(50, 55)] + [track(key, 1, "new") for key in range(100, 115)])
+        result = store.apply(TRACKS, mixed)
+        assert (result.applied, result.stale) == (50, 20)
+        stored = store.get_many(TRACKS, [*range(60), *range(100, 115)])
+        assert sorted(stored) == [*range(50), *range(55, 60), *range(100, 115)]
+        assert {stored[k]["title"] for k in range(30)} == {"newer"}
+        assert all(stored[k]["title"] == f"track {k} v3" for k in range(30, 50))
+        assert {stored[k]["title"] for k in range(100, 115)} == {"new"}
+        assert store.apply(TRACKS, [track(key, 3, "replayed") for key in range(60)]).applied == 0
+
     def test_a_large_batch_in_one_call(self, store: DocumentStore) -> None:
         batch = [track(key, 100) for key in range(5000)]
         random.Random(5).shuffle(batch)

@@ -59,31 +59,60 @@ class MongoStore:
         self._client = client if client is not None else _connect(uri, self.where)
         self._db = self._client[name]
         self._chunk: int | None = None
+        self._expect_updates = False  # whether most of the last batch replaced stored documents
 
     def apply(self, collection: str, changes: Sequence[Change]) -> ApplyResult:
-        """Insert what is new; for keys already stored, read their versions and replace only older ones.
+        """Insert what is new and replace older versions of what is stored, never relying on per-op errors.
 
-        Inserting first costs new keys no read at all. Reading before replacing keeps stale changes off the
-        wire and never relies on errors of failed updates, which FerretDB 1.24 reports for the first failing
-        update of a command only (it ignores `ordered: false`).
+        New keys go through one unordered insert, which costs them no read. For keys the insert found
+        stored, one read of their versions keeps stale changes (replays) off the wire, and only newer ones get
+        version-guarded replacements. When most of the previous batch replaced stored documents (an update
+        stream), the batch goes straight to the replacements, skipping an insert and a read that would only
+        confirm it. A replacement command that confirms fewer than it sent is the only one whose keys are
+        read back, to tell stale changes from vanished keys and another writer's race.
         """
         target = self._collection(collection)
         newest = newest_per_key(changes)
         with self._translated(f"write to {collection}"):
-            applied, pending = _bulk(target, newest, [InsertOne(_stored(change)) for change in newest])
-            for attempt in range(WRITE_ROUNDS):
+            applied = replaced = 0
+            pending = newest
+            if not self._expect_updates:
+                applied, pending = _bulk(target, newest, [InsertOne(_stored(change)) for change in newest])
+                if pending:
+                    stored = _stored_versions(target, [change.key for change in pending])
+                    pending = [c for c in pending if c.key not in stored or stored[c.key] < c.version]
+            for _ in range(WRITE_ROUNDS):
                 if not pending:
+                    self._expect_updates = replaced * 2 > len(newest)
                     return ApplyResult(applied=applied, stale=len(changes) - applied)
-                stored = _stored_versions(target, [change.key for change in pending])
-                if attempt:  # after a replacement that raced another writer, an equal version is ours
-                    applied += sum(1 for change in pending if stored.get(change.key) == change.version)
-                fresh = [c for c in pending if c.key not in stored or stored[c.key] < c.version]
-                confirmed = _write(target, fresh, stored, self._replace_chunk())
-                if confirmed == len(fresh):
-                    return ApplyResult(applied=applied + confirmed, stale=len(changes) - applied - confirmed)
-                pending = fresh  # another writer got in between: read again and redo what is still newer
+                matched, inserted, pending = self._replace(target, pending)
+                applied += matched + inserted
+                replaced += matched
         raise TransientError(f"{len(pending)} documents in {collection} kept racing a concurrent writer; "
                              "the batch will be written again")
+
+    def _replace(self, target: Collection[Document], changes: list[Change]) -> tuple[int, int, list[Change]]:
+        """Guarded replacements, a few per command: (replacements confirmed, inserts, changes to redo)."""
+        confirmed = inserted = 0
+        redo: list[Change] = []
+        size = self._replace_chunk()
+        for start in range(0, len(changes), size):
+            chunk = changes[start : start + size]
+            matched = _bulk(target, chunk, [
+                ReplaceOne({"_id": change.key, VERSION_FIELD: {"$lt": change.version}}, _stored(change))
+                for change in chunk
+            ])[0]
+            confirmed += matched
+            if matched == len(chunk):
+                continue
+            # Whatever did not match is stale, absent, or was just rewritten by another writer: look.
+            stored = _stored_versions(target, [change.key for change in chunk])
+            missing = [change for change in chunk if change.key not in stored]
+            redo += [change for change in chunk if change.key in stored and stored[change.key] < change.version]
+            added, raced = _bulk(target, missing, [InsertOne(_stored(change)) for change in missing])
+            inserted += added
+            redo += raced
+        return confirmed, inserted, redo
 
     def get_many(self, collection: str, keys: Sequence[Any]) -> dict[Any, Document]:
         target = self._collection(collection)
@@ -179,25 +208,6 @@ def _stored_versions(target: Collection[Document], keys: list[Any]) -> dict[Any,
             [{"field": VERSION_FIELD, "message": f"stored {key!r} has no version"} for key in unversioned],
         )
     return versions
-
-
-def _write(target: Collection[Document], fresh: list[Change], stored: dict[Any, int | float],
-           replace_chunk: int) -> int:
-    """Replace older versions (insert keys that vanished); returns how many writes the server confirmed.
-
-    Fewer than asked means another writer got in between: a replacement found a version that is no longer
-    older, or an insert hit a key it had just created.
-    """
-    inserts = [change for change in fresh if change.key not in stored]
-    replacements = [change for change in fresh if change.key in stored]
-    confirmed, _ = _bulk(target, inserts, [InsertOne(_stored(change)) for change in inserts])
-    for start in range(0, len(replacements), replace_chunk):
-        chunk = replacements[start : start + replace_chunk]
-        confirmed += _bulk(target, chunk, [
-            ReplaceOne({"_id": change.key, VERSION_FIELD: {"$lt": change.version}}, _stored(change))
-            for change in chunk
-        ])[0]
-    return confirmed
 
 
 def _bulk(target: Collection[Document], changes: list[Change],
