@@ -26,6 +26,23 @@ ADAPTER: TypeAdapter[TrackDocument | TrackDelete] = TypeAdapter(TrackChange)
 _TAGS = frozenset({"track", "delete"})
 
 
+# Most records are track upserts: they skip the union's discriminator and go straight to the track schema.
+_validate_track = TrackDocument.__pydantic_validator__.validate_json
+_track_json = TrackDocument.__pydantic_serializer__.to_json
+
+
+def _validate(value: bytes | str) -> TrackDocument | TrackDelete:
+    raw = value.encode() if isinstance(value, str) else value
+    if b'"op"' in raw:
+        return ADAPTER.validate_json(raw)
+    try:
+        return _validate_track(raw)  # type: ignore[no-any-return]
+    except ValidationError:
+        if b"\\u" in raw:  # a key spelled with escapes may still be "op": let the union decide
+            return ADAPTER.validate_json(raw)
+        raise
+
+
 class NormalizeOptions(AppOptions):
     pass
 
@@ -36,20 +53,22 @@ class Normalize(ProcessorApp[NormalizeOptions]):
 
     def process(self, batch: Sequence[Record]) -> Outcome:
         outcome = Outcome()
+        outputs, failures = outcome.outputs, outcome.failures
         for record in batch:
-            if not isinstance(record.value, bytes | str) or not record.value:
-                outcome.failures.append(Failure(record, [{"field": "", "message": "empty record value"}], "empty"))
+            value = record.value
+            if not value or not isinstance(value, bytes | str):
+                failures.append(Failure(record, [{"field": "", "message": "empty record value"}], "empty"))
                 continue
             try:
-                change = ADAPTER.validate_json(record.value)
+                change = _validate(value)
             except ValidationError as exc:
-                outcome.failures.append(Failure(record, validation_reasons(exc, _TAGS), kind=_failure_kind(exc)))
+                failures.append(Failure(record, validation_reasons(exc, _TAGS), kind=_failure_kind(exc)))
                 continue
-            key = change.track_id if isinstance(change, TrackDelete) else change.id
-            outcome.outputs.append(
-                Record(key=str(key).encode(), value=change.model_dump_json(by_alias=True).encode(),
-                       headers=record.headers)
-            )
+            if isinstance(change, TrackDocument):
+                key, encoded = change.id, _track_json(change, by_alias=True)
+            else:
+                key, encoded = change.track_id, ADAPTER.dump_json(change, by_alias=True)
+            outputs.append(Record(str(key).encode(), encoded, record.headers))
         return outcome
 
 

@@ -52,6 +52,24 @@ def test_normalize_passes_deletes_and_rejects_empty_values() -> None:
     assert [f.kind for f in outcome.failures] == ["empty", "invalid"]
 
 
+def test_normalize_reads_a_delete_whatever_the_spelling_of_its_keys() -> None:
+    escaped = b'{"\\u006fp": "delete", "track_id": 8}'
+    outcome = _normalize().process([Record(key=b"8", value=escaped),
+                                    Record(key=b"9", value='{"op": "delete", "track_id": 9}')])
+    assert [(o.key, orjson.loads(o.value)["op"]) for o in outcome.outputs] == [(b"8", "delete"), (b"9", "delete")]
+    assert outcome.failures == []
+
+
+def test_normalize_output_spells_enums_and_timestamps_canonically() -> None:
+    payload = track_payload(updated_at="2024-02-20T18:00:00.250+09:00")
+    [out] = _normalize().process([Record(key=None, value=orjson.dumps(payload))]).outputs
+    document = orjson.loads(out.value)
+    assert document["updated_at"] == "2024-02-20T09:00:00.250000Z"
+    assert document["album"]["album_type"] == "EP"
+    assert [a["role"] for a in document["artists"]] == ["MAIN", "COMPOSER"]
+    assert document["album"]["release_date"] == "2024-02-20"
+
+
 def test_mongo_sink_versions_from_header_or_updated_at() -> None:
     doc = orjson.dumps(track_payload(updated_at="2024-02-20T09:00:00Z"))
     assert to_change(Record(key=None, value=doc)).version == 1_708_419_600_000_000
