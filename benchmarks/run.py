@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 
-from benchmarks import ceilings, ferretdb_backends
+from benchmarks import apps, ceilings, ferretdb_backends
 from benchmarks.harness import machine
 
 RESULTS = Path(__file__).parent / "results"
@@ -23,11 +24,16 @@ def main() -> int:
               file=sys.stderr)
         return 2
     started = datetime.now(UTC)
+    env = dict(os.environ)
+    measured_ceilings = ceilings.run_all(env)
+    with tempfile.TemporaryDirectory(prefix="tf-bench-apps-") as workdir:
+        app_results = apps.run_all(env, measured_ceilings, Path(workdir))
     report = {
         "started_at": started.isoformat(timespec="seconds").replace("+00:00", "Z"),
         "machine": machine(),
-        "ceilings": ceilings.run_all(dict(os.environ)),
-        "ferretdb_backends": ferretdb_backends.run_all(dict(os.environ)),
+        "ceilings": measured_ceilings,
+        "apps": app_results,
+        "ferretdb_backends": ferretdb_backends.run_all(env),
     }
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{started.strftime('%Y%m%dT%H%M%SZ')}.json"

@@ -1,0 +1,195 @@
+"""tuneflow's own apps under load, each as its own OS process (`tuneflow app run`), as a deployer runs them.
+
+Input topics are filled before an app starts; its rate is records over the time from its first record read to
+its last record written, read from its own /metrics (the group join is not counted). Peak RSS comes from
+/proc/<pid>/status (VmHWM) once the run is over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+from pymongo import MongoClient
+
+from benchmarks.ceilings import PYDANTIC_CEILING, pydantic_ceiling
+from benchmarks.harness import REPEATS
+from benchmarks.records import track_documents
+from streams.catalog.models import TrackDocument, timestamp_version
+from streams.runtime.runner import RunSpec
+from streams.serde import to_plain
+from streams.stores.base import DELETED_FIELD, VERSION_FIELD
+from tests.integration.pipeline import metric_sum, produce
+from tests.integration.processes import AppProcess
+
+HOP_RECORDS = int(os.environ.get("TUNEFLOW_BENCH_HOP_RECORDS", "100000"))
+SINK_NEW_DOCS = int(os.environ.get("TUNEFLOW_BENCH_STORE_DOCS", "20000"))
+BATCH = RunSpec("", "").batch_size  # the runner's default, which the ceilings use too
+POLL_S = 0.05
+CEILING_RECORDS = 30_000
+RSS_LIMIT_MB = 250
+
+
+def _peak_rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
+def _timed_run(process: AppProcess, records: int, done_metric: str, timeout_s: float) -> dict[str, Any]:
+    """Start the app, wait for its first record in and `records` out; stop it; rate, seconds and peak RSS."""
+    process.start()
+    assert process.proc is not None
+    first_in: float | None = None
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            if process.proc.poll() is not None:
+                raise RuntimeError(f"{process.args[0]} exited with {process.proc.returncode}:\n{process.log_tail()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{process.args[0]} did not finish in {timeout_s}s:\n{process.log_tail()}")
+            try:
+                text = process.metrics()
+            except OSError:
+                time.sleep(POLL_S)
+                continue
+            now = time.perf_counter()
+            if first_in is None and metric_sum(text, "tuneflow_records_in_total") > 0:
+                first_in = now
+            if metric_sum(text, done_metric) >= records:
+                assert first_in is not None
+                seconds = now - first_in
+                rss = _peak_rss_mb(process.proc.pid)
+                break
+            time.sleep(POLL_S)
+    finally:
+        process.stop()
+    return {"items": records, "seconds": round(seconds, 3), "median": round(records / seconds, 1),
+            "unit": "records/s", "peak_rss_mb": rss}
+
+
+def _new_topics(admin: AdminClient, *names: str) -> None:
+    for future in admin.create_topics([NewTopic(n, 1, 1) for n in names]).values():
+        future.result(30)
+
+
+def _app(name: str, stream: str, workdir: Path, *args: str) -> AppProcess:
+    return AppProcess([name, "--stream", stream, *args], workdir, f"{stream}-{name}")
+
+
+def _report(name: str, result: dict[str, Any], ceiling: dict[str, Any] | None, target: float | None) -> dict[str, Any]:
+    entry = {"name": name, **result, "rss_limit_mb": RSS_LIMIT_MB,
+             "rss_within_limit": result["peak_rss_mb"] <= RSS_LIMIT_MB}
+    if ceiling is not None:
+        ratio = round(result["median"] / ceiling["median"], 3)
+        entry |= {"ceiling": ceiling["name"], "ceiling_median": ceiling["median"], "ratio": ratio}
+        if target is not None:
+            entry |= {"target_ratio": target, "meets_target": ratio >= target}
+    print(f"  {name:<48} {result['median']:>12,.0f} records/s  rss {result['peak_rss_mb']} MB"
+          + (f"  ratio {entry['ratio']:.2f} of {ceiling['name']}" if ceiling else ""), flush=True)
+    return entry
+
+
+def _ceiling(ceilings: dict[str, list[dict[str, Any]]], group: str, name: str) -> dict[str, Any]:
+    return next(c for c in ceilings[group] if c["name"] == name)
+
+
+def run_all(env: dict[str, str], ceilings: dict[str, list[dict[str, Any]]], workdir: Path) -> list[dict[str, Any]]:
+    print("apps:", flush=True)
+    bootstrap, mongo_uri = env["TUNEFLOW_KAFKA_BOOTSTRAP"], env["TUNEFLOW_MONGO_URI"]
+    os.environ.setdefault("TUNEFLOW_KAFKA_BOOTSTRAP", bootstrap)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    stream = f"tfbench{uuid.uuid4().hex[:8]}"
+    raw, src, norm = f"{stream}_raw", f"{stream}.kafka", f"{stream}.normalize"
+    _new_topics(admin, raw, src, norm)
+    documents = track_documents(HOP_RECORDS)
+    produce(bootstrap, raw, [(str(d["_id"]).encode(), orjson.dumps(d), None) for d in documents])
+    results: list[dict[str, Any]] = []
+    try:
+        source = _timed_run(_app("kafka", stream, workdir, "--", f"--topic={raw}"), HOP_RECORDS,
+                            "tuneflow_records_out_total", 600)
+        results.append(_report("kafka source (topic to topic)", source,
+                               _ceiling(ceilings, "kafka", "kafka consume (batch 10k)"), None))
+        results.append(_normalize_hop(stream, src, documents, workdir))
+        results.extend(_sink_runs(stream, norm, bootstrap, mongo_uri, ceilings, workdir))
+    finally:
+        for future in admin.delete_topics([raw, src, norm, f"{stream}.normalize.dlq",
+                                           f"{stream}.kafka.dlq", f"{stream}.mongo.dlq"]).values():
+            with contextlib.suppress(KafkaException):  # a DLQ topic that was never created
+                future.result(30)
+    return results
+
+
+def _normalize_hop(stream: str, source_topic: str, documents: list[dict[str, Any]], workdir: Path) -> dict[str, Any]:
+    """Runs interleaved with the pydantic ceiling on the same records, so both see the same machine."""
+    encoded = [orjson.dumps(d) for d in documents[:CEILING_RECORDS]]
+    ceilings_seen, runs = [pydantic_ceiling(encoded)], []
+    for repeat in range(REPEATS):
+        process = _app("normalize", stream, workdir, "--input", source_topic, "--group", f"{stream}-hop{repeat}")
+        runs.append(_timed_run(process, len(documents), "tuneflow_records_out_total", 600))
+        ceilings_seen.append(pydantic_ceiling(encoded))
+    hop = sorted(runs, key=lambda run: run["median"])[len(runs) // 2] | {"runs": [r["median"] for r in runs]}
+    ceiling = {"name": PYDANTIC_CEILING, "median": round(statistics.median(c["median"] for c in ceilings_seen), 1),
+               "runs": [c["median"] for c in ceilings_seen]}
+    entry = _report("normalize hop kafka to kafka (1 process)", hop, ceiling, 0.70)
+    entry["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
+    return entry
+
+
+def _sink_runs(stream: str, normalized_topic: str, bootstrap: str, mongo_uri: str,
+               ceilings: dict[str, list[dict[str, Any]]], workdir: Path) -> list[dict[str, Any]]:
+    """The mongo sink on new keys, then on newer versions of keys already stored, against the same-run ceilings."""
+    from benchmarks.ceilings import UPSERT_DOCS
+
+    client: MongoClient[dict[str, Any]] = MongoClient(mongo_uri, serverSelectionTimeoutMS=10_000)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    new_db, update_db = f"tf_bench_{uuid.uuid4().hex[:8]}", f"tf_bench_{uuid.uuid4().hex[:8]}"
+    updates_topic, new_topic = f"{stream}_updates", f"{stream}_new"
+    results = []
+    try:
+        # New keys: SINK_NEW_DOCS normalized documents, the collection size of the insert ceiling.
+        _new_topics(admin, new_topic)
+        docs = [to_plain(TrackDocument.model_validate(d)) for d in track_documents(SINK_NEW_DOCS, seed=21)]
+        produce(bootstrap, new_topic, [(str(d["_id"]).encode(), orjson.dumps(d), None) for d in docs])
+        sink = _app("mongo", f"{stream}n", workdir, "--label", "mongo", "--input", new_topic, "--",
+                    f"--uri={mongo_uri}", f"--database={new_db}")
+        new_keys = _timed_run(sink, SINK_NEW_DOCS, "tuneflow_records_out_total", 1800)
+        if client[new_db]["tracks"].count_documents({}) != SINK_NEW_DOCS:
+            raise RuntimeError("the sink run did not store every new document")
+        results.append(_report(f"mongo sink, new keys (batch {BATCH})", new_keys,
+                               _ceiling(ceilings, "store", "store bulk_write upsert, new keys"), 0.85))
+        results[-1]["insert_many_ceiling"] = _ceiling(ceilings, "store", f"store insert_many (batch {BATCH})")["median"]
+
+        # Newer versions of UPSERT_DOCS stored keys: the collection size the existing-keys ceiling ran on.
+        base = [to_plain(TrackDocument.model_validate(d)) for d in track_documents(UPSERT_DOCS, seed=22)]
+        client[update_db]["tracks"].insert_many([
+            d | {VERSION_FIELD: timestamp_version(TrackDocument.model_validate(d).updated_at), DELETED_FIELD: False}
+            for d in base
+        ])
+        newer = [d | {"title": "updated", "updated_at": "2025-01-01T00:00:00Z"} for d in base]
+        _new_topics(admin, updates_topic)
+        produce(bootstrap, updates_topic, [(str(d["_id"]).encode(), orjson.dumps(d), None) for d in newer])
+        sink = _app("mongo", f"{stream}u", workdir, "--label", "mongo", "--input", updates_topic, "--",
+                    f"--uri={mongo_uri}", f"--database={update_db}")
+        updated = _timed_run(sink, UPSERT_DOCS, "tuneflow_records_out_total", 1800)
+        stored_titles = {d["title"] for d in client[update_db]["tracks"].find({}, {"title": 1})}
+        if stored_titles != {"updated"}:
+            raise RuntimeError(f"the sink run left other titles in the store: {sorted(stored_titles)[:5]}")
+        results.append(_report(f"mongo sink, newer versions of stored keys (batch {BATCH})", updated,
+                               _ceiling(ceilings, "store", "store bulk_write upsert, existing keys"), 0.85))
+    finally:
+        for name in (new_db, update_db):
+            client.drop_database(name)
+        client.close()
+        admin.delete_topics([updates_topic, new_topic])
+    return results
