@@ -120,9 +120,7 @@ def store_ceilings(uri: str, documents: list[dict[str, Any]], upsert_docs: int =
         collection.insert_many([dict(d) for d in upserted], ordered=False)
 
     def upsert(docs: list[dict[str, Any]]) -> None:
-        for start in range(0, len(docs), UPSERT_OPS_PER_COMMAND):
-            chunk = docs[start : start + UPSERT_OPS_PER_COMMAND]
-            collection.bulk_write([ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in chunk], ordered=False)
+        _upsert(collection, docs)
 
     details = {"batch": BATCH, "upsert_ops_per_command": UPSERT_OPS_PER_COMMAND}
     try:
@@ -131,12 +129,36 @@ def store_ceilings(uri: str, documents: list[dict[str, Any]], upsert_docs: int =
                     repeats=repeats, **details),
             measure("store bulk_write upsert, new keys", len(upserted), lambda: upsert(upserted),
                     setup=collection.drop, repeats=repeats, **details),
-            measure("store bulk_write upsert, existing keys", len(upserted), lambda: upsert(updates),
+            measure(EXISTING_KEYS_CEILING, len(upserted), lambda: upsert(updates),
                     setup=load_upserted, repeats=repeats, **details),
         ]
     finally:
         client.drop_database(database.name)
         client.close()
+
+
+EXISTING_KEYS_CEILING = "store bulk_write upsert, existing keys"
+
+
+def existing_keys_ceiling(uri: str, documents: list[dict[str, Any]]) -> dict[str, Any]:
+    """Upserts replacing every one of `documents` in a collection holding exactly them (one run)."""
+    client: MongoClient[dict[str, Any]] = MongoClient(uri, serverSelectionTimeoutMS=10_000)
+    database = client[f"tf_bench_{uuid.uuid4().hex[:8]}"]
+    collection = database["tracks"]
+    try:
+        collection.insert_many([dict(d) for d in documents], ordered=False)
+        updates = [d | {"title": "updated"} for d in documents]
+        return measure(EXISTING_KEYS_CEILING, len(documents), lambda: _upsert(collection, updates), repeats=1,
+                       upsert_ops_per_command=UPSERT_OPS_PER_COMMAND)
+    finally:
+        client.drop_database(database.name)
+        client.close()
+
+
+def _upsert(collection: Any, docs: list[dict[str, Any]]) -> None:
+    for start in range(0, len(docs), UPSERT_OPS_PER_COMMAND):
+        chunk = docs[start : start + UPSERT_OPS_PER_COMMAND]
+        collection.bulk_write([ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in chunk], ordered=False)
 
 
 def rdbms_ceilings(kind: str, url: str, rows: int) -> list[dict[str, Any]]:
