@@ -19,8 +19,9 @@ def _register_commands() -> None:
     from streams.cli.catalog import catalog
     from streams.cli.demo import demo
     from streams.cli.schema import schema
+    from streams.cli.stream import stream
 
-    for command in (app, catalog, demo, schema):
+    for command in (app, catalog, demo, schema, stream):
         cli.add_command(command)
 
 

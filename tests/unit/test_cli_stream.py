@@ -1,0 +1,53 @@
+"""`tuneflow stream validate` as a user runs it: exit codes, messages, the JSON report."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import orjson
+
+
+def _tuneflow(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "streams.cli", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_a_valid_definition_prints_its_apps_and_topics() -> None:
+    result = _tuneflow("stream", "validate", "t1", "--definition", "kafka --topic=raw |normalize| mongo")
+    assert result.returncode == 0, result.stderr
+    assert "stream t1: valid" in result.stdout
+    assert "kafka --topic=raw | normalize | mongo" in result.stdout
+    assert "in: t1.kafka  out: t1.normalize" in result.stdout
+
+
+def test_json_report_names_fan_in_and_out_of_destinations() -> None:
+    result = _tuneflow("stream", "validate", "t1", "--definition", "kafka --topic=raw | normalize > :clean", "--json")
+    assert result.returncode == 0, result.stderr
+    report = orjson.loads(result.stdout)
+    assert [(a["label"], a["kind"], a["outputs"]) for a in report["apps"]] == [
+        ("kafka", "source", ["t1.kafka"]), ("normalize", "processor", ["clean"])]
+    assert report["destinations"] == [{"name": "clean", "tap": False, "writers": ["t1"], "readers": []}]
+
+
+def test_a_mistyped_app_gets_a_suggestion_and_exit_2_without_traceback() -> None:
+    result = _tuneflow("stream", "validate", "t1", "--definition", "kafka --topic=raw | normalise | mongo")
+    assert result.returncode == 2
+    assert result.stderr == ("Error: unknown processor app 'normalise'. Did you mean 'normalize'? "
+                             "Known: normalize\n")
+
+
+def test_a_syntax_error_shows_where_with_a_caret() -> None:
+    result = _tuneflow("stream", "validate", "t1", "--definition", "kafka --topic=raw | | mongo")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "Error: unexpected '|' at position 20: an app name was expected",
+        "  kafka --topic=raw | | mongo",
+        "                      ^",
+    ]
+    assert "Traceback" not in result.stderr
+
+
+def test_invalid_options_name_the_field_and_reason() -> None:
+    result = _tuneflow("stream", "validate", "t1", "--definition", "kafka --topic=raw --nope=1 | log")
+    assert result.returncode == 2
+    assert "--nope: unknown option" in result.stderr
