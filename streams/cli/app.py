@@ -38,6 +38,8 @@ def list_apps(as_json: bool) -> None:
 @click.option("--binder", "binder_name", default="kafka", show_default=True, type=click.Choice(["kafka", "memory"]))
 @click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 100_000))
 @click.option("--batch-timeout-ms", default=200, show_default=True, type=click.IntRange(1, 60_000))
+@click.option("--commit-interval-ms", default=1000, show_default=True, type=click.IntRange(0, 600_000),
+              help="How often outputs are flushed and input offsets committed (0: after every batch).")
 @click.option("--exactly-once", is_flag=True, help="Kafka transactions for Kafka-to-Kafka processors.")
 @click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
               help="Port of /metrics, /healthz, /readyz (0 picks a free one).")
@@ -45,7 +47,7 @@ def list_apps(as_json: bool) -> None:
 @click.argument("app_options", nargs=-1, type=click.UNPROCESSED)
 def run(name: str, kind: str | None, stream: str, label: str | None, instance: int, inputs: tuple[str, ...],
         output: str | None, group: str | None, binder_name: str, batch_size: int, batch_timeout_ms: int,
-        exactly_once: bool, port: int, log_level: str, app_options: tuple[str, ...]) -> None:
+        commit_interval_ms: int, exactly_once: bool, port: int, log_level: str, app_options: tuple[str, ...]) -> None:
     """Run one instance of app NAME until SIGTERM. App options follow as --key=value.
 
     \b
@@ -63,7 +65,8 @@ def run(name: str, kind: str | None, stream: str, label: str | None, instance: i
     if output is None and app_class.kind != "sink":
         output = f"{stream}.{label}"
     spec = RunSpec(stream=stream, label=label, instance=instance, inputs=list(inputs), output=output, group=group,
-                   batch_size=batch_size, batch_timeout_s=batch_timeout_ms / 1000, exactly_once=exactly_once)
+                   batch_size=batch_size, batch_timeout_s=batch_timeout_ms / 1000, exactly_once=exactly_once,
+                   commit_interval_s=commit_interval_ms / 1000)
     options = parse_option_tokens([t for t in app_options if t != "--"])
     binder = create_binder(binder_name, bootstrap=settings.kafka_bootstrap()) if binder_name == "kafka" \
         else create_binder(binder_name)
