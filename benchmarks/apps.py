@@ -20,7 +20,13 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 from pymongo import MongoClient
 
-from benchmarks.ceilings import EXISTING_KEYS_CEILING, PYDANTIC_CEILING, existing_keys_ceiling, pydantic_ceiling
+from benchmarks.ceilings import (
+    EXISTING_KEYS_CEILING,
+    PYDANTIC_CEILING,
+    UPSERT_DOCS,
+    existing_keys_ceiling,
+    pydantic_ceiling,
+)
 from benchmarks.harness import REPEATS
 from benchmarks.records import track_documents
 from streams.catalog.models import TrackDocument, timestamp_version
@@ -78,9 +84,28 @@ def _timed_run(process: AppProcess, records: int, done_metric: str, timeout_s: f
             "unit": "records/s", "peak_rss_mb": rss}
 
 
-def _new_topics(admin: AdminClient, *names: str) -> None:
-    for future in admin.create_topics([NewTopic(n, 1, 1) for n in names]).values():
-        future.result(30)
+class _Topics:
+    """The benchmark's topics: created and filled in one place, all deleted at the end."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self._admin = AdminClient({"bootstrap.servers": bootstrap})
+        self._names: list[str] = []
+
+    def create(self, *names: str) -> None:
+        for future in self._admin.create_topics([NewTopic(n, 1, 1) for n in names]).values():
+            future.result(30)
+        self._names.extend(names)
+
+    def fill(self, name: str, documents: list[dict[str, Any]]) -> None:
+        self.create(name)
+        produce(self.bootstrap, name, [(str(d["_id"]).encode(), orjson.dumps(d), None) for d in documents])
+
+    def delete_all(self, *also: str) -> None:
+        """Every topic created here, and `also` (topics the apps may have created, such as their DLQs)."""
+        for future in self._admin.delete_topics([*self._names, *also]).values():
+            with contextlib.suppress(KafkaException):  # a DLQ topic that was never created
+                future.result(30)
 
 
 def _app(name: str, stream: str, workdir: Path, *args: str) -> AppProcess:
@@ -107,13 +132,12 @@ def _ceiling(ceilings: dict[str, list[dict[str, Any]]], group: str, name: str) -
 def run_all(env: dict[str, str], ceilings: dict[str, list[dict[str, Any]]], workdir: Path) -> list[dict[str, Any]]:
     print("apps:", flush=True)
     bootstrap, mongo_uri = env["TUNEFLOW_KAFKA_BOOTSTRAP"], env["TUNEFLOW_MONGO_URI"]
-    os.environ.setdefault("TUNEFLOW_KAFKA_BOOTSTRAP", bootstrap)
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    topics = _Topics(bootstrap)
     stream = f"tfbench{uuid.uuid4().hex[:8]}"
     raw, src, norm = f"{stream}_raw", f"{stream}.kafka", f"{stream}.normalize"
-    _new_topics(admin, raw, src, norm)
     documents = track_documents(HOP_RECORDS)
-    produce(bootstrap, raw, [(str(d["_id"]).encode(), orjson.dumps(d), None) for d in documents])
+    topics.create(src, norm)
+    topics.fill(raw, documents)
     results: list[dict[str, Any]] = []
     try:
         source = _timed_run(_app("kafka", stream, workdir, "--", f"--topic={raw}"), HOP_RECORDS,
@@ -121,12 +145,10 @@ def run_all(env: dict[str, str], ceilings: dict[str, list[dict[str, Any]]], work
         results.append(_report("kafka source (topic to topic)", source,
                                _ceiling(ceilings, "kafka", "kafka consume (batch 10k)"), None))
         results.append(_normalize_hop(stream, src, documents, workdir))
-        results.extend(_sink_runs(stream, norm, bootstrap, mongo_uri, ceilings, workdir))
+        results.extend(_sink_runs(stream, topics, mongo_uri, ceilings, workdir))
     finally:
-        for future in admin.delete_topics([raw, src, norm, f"{stream}.normalize.dlq",
-                                           f"{stream}.kafka.dlq", f"{stream}.mongo.dlq"]).values():
-            with contextlib.suppress(KafkaException):  # a DLQ topic that was never created
-                future.result(30)
+        topics.delete_all(*(f"{stream}{suffix}.{app}.dlq" for suffix in ("", "n", "u")
+                            for app in ("kafka", "normalize", "mongo")))
     return results
 
 
@@ -150,21 +172,17 @@ def _around(name: str, measured: list[dict[str, Any]]) -> dict[str, Any]:
     return {"name": name, "median": round(statistics.median(rates), 1), "runs": rates}
 
 
-def _sink_runs(stream: str, normalized_topic: str, bootstrap: str, mongo_uri: str,
-               ceilings: dict[str, list[dict[str, Any]]], workdir: Path) -> list[dict[str, Any]]:
+def _sink_runs(stream: str, topics: _Topics, mongo_uri: str, ceilings: dict[str, list[dict[str, Any]]],
+               workdir: Path) -> list[dict[str, Any]]:
     """The mongo sink on new keys, then on newer versions of keys already stored, against the same-run ceilings."""
-    from benchmarks.ceilings import UPSERT_DOCS
-
     client: MongoClient[dict[str, Any]] = MongoClient(mongo_uri, serverSelectionTimeoutMS=10_000)
-    admin = AdminClient({"bootstrap.servers": bootstrap})
     new_db, update_db = f"tf_bench_{uuid.uuid4().hex[:8]}", f"tf_bench_{uuid.uuid4().hex[:8]}"
     updates_topic, new_topic = f"{stream}_updates", f"{stream}_new"
     results = []
     try:
         # New keys: SINK_NEW_DOCS normalized documents, the collection size of the insert ceiling.
-        _new_topics(admin, new_topic)
-        docs = [to_plain(TrackDocument.model_validate(d)) for d in track_documents(SINK_NEW_DOCS, seed=21)]
-        produce(bootstrap, new_topic, [(str(d["_id"]).encode(), orjson.dumps(d), None) for d in docs])
+        topics.fill(new_topic, [to_plain(TrackDocument.model_validate(d))
+                                for d in track_documents(SINK_NEW_DOCS, seed=21)])
         sink = _app("mongo", f"{stream}n", workdir, "--label", "mongo", "--input", new_topic, "--",
                     f"--uri={mongo_uri}", f"--database={new_db}")
         new_keys = _timed_run(sink, SINK_NEW_DOCS, "tuneflow_records_out_total", 1800)
@@ -181,8 +199,7 @@ def _sink_runs(stream: str, normalized_topic: str, bootstrap: str, mongo_uri: st
             for d in base
         ])
         newer = [d | {"title": "updated", "updated_at": "2025-01-01T00:00:00Z"} for d in base]
-        _new_topics(admin, updates_topic)
-        produce(bootstrap, updates_topic, [(str(d["_id"]).encode(), orjson.dumps(d), None) for d in newer])
+        topics.fill(updates_topic, newer)
         # The ceiling runs just before and after the sink, on a collection of the same size, same machine state.
         ceilings_seen = [existing_keys_ceiling(mongo_uri, track_documents(UPSERT_DOCS, seed=23))]
         sink = _app("mongo", f"{stream}u", workdir, "--label", "mongo", "--input", updates_topic, "--",
@@ -198,5 +215,4 @@ def _sink_runs(stream: str, normalized_topic: str, bootstrap: str, mongo_uri: st
         for name in (new_db, update_db):
             client.drop_database(name)
         client.close()
-        admin.delete_topics([updates_topic, new_topic])
     return results

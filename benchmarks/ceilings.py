@@ -13,7 +13,6 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from pydantic import TypeAdapter
 from pymongo import MongoClient, ReplaceOne
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from benchmarks.harness import REPEATS, measure
 from benchmarks.records import encoded_size, track_documents
@@ -21,6 +20,7 @@ from streams.catalog.dburl import to_sqlalchemy_url
 from streams.catalog.models import TrackDocument
 from streams.runtime.runner import RunSpec
 from streams.stores.mongo import FERRETDB_REPLACE_CHUNK
+from tests.integration.services import scratch_database
 
 KAFKA_RECORDS = int(os.environ.get("TUNEFLOW_BENCH_KAFKA_RECORDS", "200000"))
 STORE_DOCS = int(os.environ.get("TUNEFLOW_BENCH_STORE_DOCS", "20000"))
@@ -162,12 +162,15 @@ def _upsert(collection: Any, docs: list[dict[str, Any]]) -> None:
 
 
 def rdbms_ceilings(kind: str, url: str, rows: int) -> list[dict[str, Any]]:
-    admin = create_engine(to_sqlalchemy_url(url), isolation_level="AUTOCOMMIT")
-    name = f"tf_bench_{uuid.uuid4().hex[:8]}"
-    quote = '"' if kind == "postgresql" else "`"
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {quote}{name}{quote}"))
-    engine = create_engine(make_url(to_sqlalchemy_url(url)).set(database=name))
+    with scratch_database(url, "tf_bench") as scratch_url:
+        engine = create_engine(to_sqlalchemy_url(scratch_url))
+        try:
+            return _rdbms_ceilings(kind, engine, rows)
+        finally:
+            engine.dispose()
+
+
+def _rdbms_ceilings(kind: str, engine: Any, rows: int) -> list[dict[str, Any]]:
     values = [(i, i // 10 + 1, f"Track title number {i} 밤편지", 1, i % 12 + 1, 200_000 + i % 1000,
                f"KRA30{i % 10_000_000:07d}", i % 2 == 0, "2024-02-20 09:00:00") for i in range(1, rows + 1)]
     ddl = ("CREATE TABLE track (track_id BIGINT PRIMARY KEY, album_id BIGINT NOT NULL, title VARCHAR(500) NOT NULL, "
@@ -203,15 +206,9 @@ def rdbms_ceilings(kind: str, url: str, rows: int) -> list[dict[str, Any]]:
         finally:
             raw.close()
 
-    try:
-        if kind == "postgresql":
-            return [measure("postgresql COPY track rows", rows, copy_postgres, setup=reset)]
-        return [measure("mariadb multi-row INSERT track rows (5000/stmt)", rows, insert_mariadb, setup=reset)]
-    finally:
-        engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {quote}{name}{quote}"))
-        admin.dispose()
+    if kind == "postgresql":
+        return [measure("postgresql COPY track rows", rows, copy_postgres, setup=reset)]
+    return [measure("mariadb multi-row INSERT track rows (5000/stmt)", rows, insert_mariadb, setup=reset)]
 
 
 def run_all(env: dict[str, str]) -> dict[str, list[dict[str, Any]]]:

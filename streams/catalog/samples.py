@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+
+from streams.catalog.models import TrackDocument
+from streams.serde import to_plain
 
 _TITLE_WORDS = ["Love", "wins", "all", "밤편지", "夜に駆ける", "Бессонница", "Corazón", "Night", "Drive", "Blueming",
                 "Палитра", "春よ、来い", "Eight", "Celebrity", "Strawberry", "Moon", "홀씨", "Через", "Ámbar", "Lilac"]
@@ -100,3 +103,15 @@ def samples(count: int, invalid_ratio: float = 0.05, seed: int = 42, first_id: i
         else:
             out.append(Sample(key, orjson.dumps(doc), valid=True))
     return out
+
+
+def expected_documents(items: Sequence[Sample]) -> dict[int, dict[str, Any]]:
+    """What the store must hold: the newest valid version of each track, normalized."""
+    docs: dict[int, dict[str, Any]] = {}
+    for sample in items:
+        if sample.valid:
+            doc = to_plain(TrackDocument.model_validate_json(sample.value))
+            current = docs.get(doc["_id"])
+            if current is None or doc["updated_at"] > current["updated_at"]:
+                docs[doc["_id"]] = doc
+    return docs

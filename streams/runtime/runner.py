@@ -94,7 +94,7 @@ class Runner:
             else:
                 self._input = self.binder.input(self.spec.inputs, self.spec.consumer_group,
                                                 f"{self.spec.label}-{self.spec.instance}")
-                self._input.on_revoke(self._commit_before_revoke)
+                self._input.on_revoke(lambda: self._commit_handled(patient=False))
                 self._run_consumer()
         except RetriesExhaustedError:
             if not self.stopping:
@@ -189,22 +189,22 @@ class Runner:
             self.metrics.failed(failure.kind)
         self.metrics.dlq_records.inc(len(dead))
 
-    def _commit_handled(self) -> None:
-        """Flush the producer, then commit the offsets of every batch handled since the last commit."""
+    def _commit_handled(self, patient: bool = True) -> None:
+        """Flush the producer, then commit the offsets of every batch handled since the last commit.
+
+        Inside a rebalance the group is waiting, so `patient=False` tries once without backoff; if that
+        fails, the new owner of those partitions reads them again.
+        """
         self._last_commit = time.monotonic()
         if not self._uncommitted or self._input is None or self._output is None:
             return
         source, output, marks = self._input, self._output, list(self._uncommitted.values())
-        self._retrying("flush", output.flush)
-        self._retrying("commit", lambda: source.commit(marks))
-        self._uncommitted.clear()
-
-    def _commit_before_revoke(self) -> None:
-        """Inside a rebalance: one try, no backoff (the group is waiting); a failure means re-reading."""
-        if not self._uncommitted or self._input is None or self._output is None:
-            return
-        self._output.flush(REVOKE_FLUSH_S)
-        self._input.commit(list(self._uncommitted.values()))
+        if patient:
+            self._retrying("flush", output.flush)
+            self._retrying("commit", lambda: source.commit(marks))
+        else:
+            output.flush(REVOKE_FLUSH_S)
+            source.commit(marks)
         self._uncommitted.clear()
 
     def _send(self, output: OutputBinding, outputs: list[Record], dead: list[Record]) -> None:

@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, create_engine
 
 from streams.catalog.dburl import to_sqlalchemy_url
-from tests.integration.services import service_url, unique_name
+from tests.integration.services import scratch_database, service_url
 from tests.integration.testcontainers_stack import maybe_start_containers
 
 pytestmark = pytest.mark.integration
@@ -21,34 +20,24 @@ def _containers() -> Iterator[None]:
         yield
 
 
-def _scratch_database(admin_url: str, kind: str) -> Iterator[Engine]:
+def _scratch_engine(server_url: str) -> Iterator[Engine]:
     """A fresh database on the real server for one test, dropped afterwards."""
-    admin = create_engine(to_sqlalchemy_url(admin_url), isolation_level="AUTOCOMMIT")
-    name = unique_name("tf_test")
-    quote = '"' if kind == "postgres" else "`"
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {quote}{name}{quote}"))
-    engine = create_engine(make_url(to_sqlalchemy_url(admin_url)).set(database=name))
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.connect() as conn:
-            if kind == "postgres":
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            else:
-                conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-        admin.dispose()
+    with scratch_database(server_url) as url:
+        engine = create_engine(to_sqlalchemy_url(url))
+        try:
+            yield engine
+        finally:
+            engine.dispose()
 
 
 @pytest.fixture
 def postgres_engine() -> Iterator[Engine]:
-    yield from _scratch_database(service_url("postgres"), "postgres")
+    yield from _scratch_engine(service_url("postgres"))
 
 
 @pytest.fixture
 def mariadb_engine() -> Iterator[Engine]:
-    yield from _scratch_database(service_url("mariadb"), "mariadb")
+    yield from _scratch_engine(service_url("mariadb"))
 
 
 @pytest.fixture

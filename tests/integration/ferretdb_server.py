@@ -9,24 +9,16 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 from pymongo import MongoClient
-from sqlalchemy import create_engine, text
 
-from streams.catalog.dburl import to_sqlalchemy_url
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.integration.processes import free_port
+from tests.integration.services import scratch_database
 
 
 def ferretdb_binary() -> str:
@@ -78,25 +70,10 @@ class FerretDBServer:
 
 
 @contextlib.contextmanager
-def scratch_pg_database(pg_url: str, prefix: str = "tf_fdb") -> Iterator[str]:
-    """A fresh PostgreSQL database for one FerretDB, as a postgres:// URL; dropped afterwards."""
-    admin = create_engine(to_sqlalchemy_url(pg_url), isolation_level="AUTOCOMMIT")
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        base = pg_url.rsplit("/", 1)[0].replace("postgresql://", "postgres://", 1)
-        yield f"{base}/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-@contextlib.contextmanager
 def ferretdb_on_pg(pg_url: str) -> Iterator[FerretDBServer]:
-    with tempfile.TemporaryDirectory(prefix="tf-fdb-pg-") as workdir, scratch_pg_database(pg_url) as pg:
-        server = FerretDBServer(["--handler=pg", f"--postgresql-url={pg}"], Path(workdir)).start()
+    with tempfile.TemporaryDirectory(prefix="tf-fdb-pg-") as workdir, scratch_database(pg_url, "tf_fdb") as pg:
+        libpq_url = pg.replace("postgresql://", "postgres://", 1)
+        server = FerretDBServer(["--handler=pg", f"--postgresql-url={libpq_url}"], Path(workdir)).start()
         try:
             yield server
         finally:

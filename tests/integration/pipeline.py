@@ -13,10 +13,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from pymongo import MongoClient
 
-from streams.catalog.models import TrackDocument
-from streams.catalog.samples import Sample
 from streams.records import ERROR_REASONS_HEADER
-from streams.serde import business_fields, content_checksum, to_plain
+from streams.serde import business_fields, content_checksum
 from tests.integration.processes import AppProcess, wait_for
 from tests.integration.services import unique_name
 
@@ -57,18 +55,6 @@ def read_topic(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes, di
             out.append((message.key(), message.value(), dict(message.headers() or [])))
     consumer.close()
     return out
-
-
-def expected_documents(samples: Sequence[Sample]) -> dict[int, dict[str, Any]]:
-    """What the store must hold: the newest valid version of each track, normalized."""
-    docs: dict[int, dict[str, Any]] = {}
-    for sample in samples:
-        if sample.valid:
-            doc = to_plain(TrackDocument.model_validate_json(sample.value))
-            current = docs.get(doc["_id"])
-            if current is None or doc["updated_at"] > current["updated_at"]:
-                docs[doc["_id"]] = doc
-    return docs
 
 
 @dataclass

@@ -5,10 +5,15 @@ Set TUNEFLOW_TESTCONTAINERS=1 on a machine with a Docker engine to start them wi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
+from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import create_engine, text
+
+from streams.catalog.dburl import to_sqlalchemy_url
 
 SERVICES = {
     "kafka": "TUNEFLOW_KAFKA_BOOTSTRAP",
@@ -34,3 +39,23 @@ def service_url(name: str) -> str:
 
 def unique_name(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+@contextlib.contextmanager
+def scratch_database(server_url: str, prefix: str = "tf_test") -> Iterator[str]:
+    """A fresh database on the PostgreSQL or MariaDB server of `server_url`, as a URL of the same scheme.
+
+    Dropped afterwards, even with connections still open (PostgreSQL: WITH (FORCE)).
+    """
+    admin = create_engine(to_sqlalchemy_url(server_url), isolation_level="AUTOCOMMIT")
+    postgres = admin.dialect.name == "postgresql"
+    name = unique_name(prefix)
+    quoted = f'"{name}"' if postgres else f"`{name}`"
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {quoted}"))
+    try:
+        yield f"{server_url.split('?', 1)[0].rsplit('/', 1)[0]}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {quoted}" + (" WITH (FORCE)" if postgres else "")))
+        admin.dispose()

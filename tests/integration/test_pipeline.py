@@ -8,13 +8,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streams.catalog.samples import samples, track
+from streams.catalog.samples import expected_documents, samples, track
 from streams.records import ERROR_HEADER, ORIGIN_OFFSET_HEADER, ORIGIN_TOPIC_HEADER
 from tests.integration.pipeline import (
     Pipeline,
     assert_store_matches,
     dead_letter_reasons,
-    expected_documents,
     metric_sum,
     produce,
     read_topic,

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from streams.catalog.samples import samples
+from streams.catalog.samples import expected_documents, samples
 from tests.integration.ferretdb_server import FerretDBServer, ferretdb_on_pg
 from tests.integration.pipeline import (
     Pipeline,
     assert_store_matches,
-    expected_documents,
     metric_sum,
     produce,
     running,
