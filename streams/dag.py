@@ -7,7 +7,6 @@ Topics: the output of app label `a` in stream `s` is `s.a`; a named destination 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from streams.dsl import AppNode, Destination, StreamDefinition, to_text
 from streams.errors import ConfigError
 from streams.runtime import loader
 from streams.runtime.contract import AppKind, parse_options
+from streams.suggest import did_you_mean
 
 NO_STREAMS: Mapping[str, StreamDefinition] = MappingProxyType({})
 BRIDGE_LABEL = "bridge"
@@ -177,10 +177,10 @@ def check_tap(destination: Destination, streams: Mapping[str, StreamDefinition])
     tapped = streams.get(stream_name)
     where = f"in tap ':{destination.name}'"
     if tapped is None:
-        raise ConfigError(f"unknown stream '{stream_name}' {where}.{_did_you_mean(stream_name, streams)} A destination"
+        raise ConfigError(f"unknown stream '{stream_name}' {where}.{did_you_mean(stream_name, streams)} A destination"
                           " with exactly one '.' is a tap: ':stream.label' reads an app of an existing stream")
     if label not in tapped.labels:
-        raise ConfigError(f"unknown label '{label}' {where}.{_did_you_mean(label, tapped.labels)}"
+        raise ConfigError(f"unknown label '{label}' {where}.{did_you_mean(label, tapped.labels)}"
                           f" Labels of stream '{stream_name}': {', '.join(tapped.labels) or 'none'}")
     if label == tapped.labels[-1]:
         raise ConfigError(_untappable(destination, tapped))
@@ -191,11 +191,6 @@ def _untappable(destination: Destination, tapped: StreamDefinition) -> str:
     if tapped.sink_destination is not None:
         return f"{prefix} and writes to ':{tapped.sink_destination.name}'; read ':{tapped.sink_destination.name}'"
     return f"{prefix} and has no output"
-
-
-def _did_you_mean(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, sorted(choices), n=1)
-    return f" Did you mean '{close[0]}'?" if close else ""
 
 
 def check_cycles(name: str, streams: Mapping[str, StreamDefinition]) -> None:

@@ -43,11 +43,14 @@ def list_apps(as_json: bool) -> None:
 @click.option("--exactly-once", is_flag=True, help="Kafka transactions for Kafka-to-Kafka processors.")
 @click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
               help="Port of /metrics, /healthz, /readyz (0 picks a free one).")
+@click.option("--port-file", type=click.Path(dir_okay=False),
+              help="Write the HTTP port here once it listens (how a deployer learns a port picked with --port 0).")
 @click.option("--log-level", default="INFO", show_default=True)
 @click.argument("app_options", nargs=-1, type=click.UNPROCESSED)
 def run(name: str, kind: str | None, stream: str, label: str | None, instance: int, inputs: tuple[str, ...],
         output: str | None, group: str | None, binder_name: str, batch_size: int, batch_timeout_ms: int,
-        commit_interval_ms: int, exactly_once: bool, port: int, log_level: str, app_options: tuple[str, ...]) -> None:
+        commit_interval_ms: int, exactly_once: bool, port: int, port_file: str | None,
+        log_level: str, app_options: tuple[str, ...]) -> None:
     """Run one instance of app NAME until SIGTERM. App options follow as --key=value.
 
     \b
@@ -70,4 +73,4 @@ def run(name: str, kind: str | None, stream: str, label: str | None, instance: i
     options = parse_option_tokens([t for t in app_options if t != "--"])
     binder = create_binder(binder_name, bootstrap=settings.kafka_bootstrap()) if binder_name == "kafka" \
         else create_binder(binder_name)
-    run_instance(build_instance(name, app_class.kind, options, spec, binder, port=port))
+    run_instance(build_instance(name, app_class.kind, options, spec, binder, port=port), port_file)

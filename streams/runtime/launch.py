@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -47,7 +49,7 @@ def build_instance(app_name: str, kind: AppKind | None, options: dict[str, Any],
     return Instance(runner, http)
 
 
-def run_instance(instance: Instance) -> None:
+def run_instance(instance: Instance, port_file: str | None = None) -> None:
     """Serve until SIGTERM/SIGINT, then drain the batch in hand, flush, commit and exit."""
     runner = instance.runner
 
@@ -60,11 +62,19 @@ def run_instance(instance: Instance) -> None:
     if instance.http is not None:
         instance.http.start()
         runner.log.info("metrics and health on http://127.0.0.1:%d", instance.http.port)
+        if port_file:
+            _write_atomically(Path(port_file), f"{instance.http.port}\n")
     try:
         runner.run()
     finally:
         if instance.http is not None:
             instance.http.close()
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    os.replace(partial, path)
 
 
 def configure_logging(level: str = "INFO") -> None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 from importlib.metadata import entry_points
 from typing import Any
 
 from streams.errors import ConfigError
 from streams.runtime.contract import App, AppKind
+from streams.suggest import did_you_mean
 
 GROUP = "tuneflow.apps"
 KINDS: tuple[AppKind, ...] = ("source", "processor", "sink")
@@ -28,8 +28,7 @@ def load_app(name: str, kind: AppKind | None = None) -> type[App[Any]]:
     matches = [key for key in apps if key[1] == name and (kind is None or key[0] == kind)]
     if not matches:
         known = sorted({n for k, n in apps if kind is None or k == kind})
-        hint = difflib.get_close_matches(name, known, n=1)
-        suggestion = f" Did you mean '{hint[0]}'?" if hint else ""
+        suggestion = did_you_mean(name, known)
         what = f"{kind} app" if kind else "app"
         raise ConfigError(f"unknown {what} '{name}'.{suggestion} Known: {', '.join(known)}")
     if len(matches) > 1:

@@ -71,3 +71,12 @@ class AppMetrics:
 
     def lag(self, topic: str, partition: int, value: int) -> None:
         self._f.consumer_lag.labels(*self._labels, topic, str(partition)).set(value)
+
+
+def metric_sum(metrics_text: str, name: str, **labels: str) -> float:
+    """The sum of a metric's samples in a /metrics page (Prometheus text), over the series carrying `labels`."""
+    total = 0.0
+    for line in metrics_text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total

@@ -129,12 +129,3 @@ def assert_store_matches(pipeline: Pipeline, expected: dict[int, dict[str, Any]]
 
 def dead_letter_reasons(letters: Sequence[tuple[bytes | None, bytes, dict[str, bytes]]]) -> dict[bytes, list[Any]]:
     return {key or b"": orjson.loads(headers[ERROR_REASONS_HEADER]) for key, _, headers in letters}
-
-
-def metric_sum(metrics_text: str, name: str, **labels: str) -> float:
-    """The sum of a metric's samples in a /metrics page, over the series that carry `labels`."""
-    total = 0.0
-    for line in metrics_text.splitlines():
-        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total

@@ -10,11 +10,11 @@ import pytest
 
 from streams.catalog.samples import expected_documents, samples, track
 from streams.records import ERROR_HEADER, ORIGIN_OFFSET_HEADER, ORIGIN_TOPIC_HEADER
+from streams.runtime.metrics import metric_sum
 from tests.integration.pipeline import (
     Pipeline,
     assert_store_matches,
     dead_letter_reasons,
-    metric_sum,
     produce,
     read_topic,
     running,

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from streams.catalog.samples import expected_documents, samples
+from streams.runtime.metrics import metric_sum
 from tests.integration.ferretdb_server import FerretDBServer, ferretdb_on_pg
 from tests.integration.pipeline import (
     Pipeline,
     assert_store_matches,
-    metric_sum,
     produce,
     running,
 )

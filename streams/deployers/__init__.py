@@ -1,0 +1,1 @@
+"""Deployers: where and how a stream's app instances run."""

@@ -1,0 +1,263 @@
+"""The local deployer: one OS process per app instance (`tuneflow app run`), found again through its record file.
+
+Layout under `<home>/streams/<stream>/`: `<label>-<i>.log` (the instance's output), `<label>-<i>.json` (pid, port,
+command: what `status` and `stop` need), `<label>-<i>.port` (written by the instance once its HTTP port listens;
+ports are picked by the instance itself with `--port 0`, so two instances never race for one).
+Status always comes from the instance's own `/healthz`, `/readyz` and `/metrics`, never from a remembered guess.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import orjson
+
+from streams.errors import ServiceUnavailableError
+from streams.runtime.metrics import metric_sum
+
+STOP_TIMEOUT_S = 30.0
+START_TIMEOUT_S = 60.0
+HTTP_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """What one instance runs: its app, place in the stream, topics and options."""
+
+    stream: str
+    label: str
+    app: str
+    kind: str
+    index: int = 0
+    inputs: Sequence[str] = ()
+    output: str | None = None
+    group: str | None = None
+    options: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.label}-{self.index}"
+
+
+@dataclass(frozen=True)
+class Instance:
+    """A started instance as recorded on disk."""
+
+    stream: str
+    label: str
+    index: int
+    pid: int
+    port: int
+    log: str
+    command: list[str]
+    started_at: float
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass(frozen=True)
+class InstanceStatus:
+    instance: Instance
+    state: str  # up | starting | stalled | down
+    ready: bool
+    records_in: float = 0.0
+    records_out: float = 0.0
+    records_failed: float = 0.0
+    lag: float = 0.0
+
+
+class LocalDeployer:
+    def __init__(self, home: Path, python: str = sys.executable) -> None:
+        self.root = home / "streams"
+        self.python = python
+
+    # -- start and stop --------------------------------------------------------------------------------------
+
+    def start(self, spec: InstanceSpec, timeout_s: float = START_TIMEOUT_S) -> Instance:
+        """Start the instance and wait until its HTTP endpoint listens; an early exit raises with its log tail."""
+        directory = self.root / spec.stream
+        directory.mkdir(parents=True, exist_ok=True)
+        port_file, log_path = directory / f"{spec.name}.port", directory / f"{spec.name}.log"
+        port_file.unlink(missing_ok=True)
+        command = self._command(spec, port_file)
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                       env={**os.environ, **spec.env}, start_new_session=True)
+        port = _wait_for_port(process, port_file, log_path, timeout_s)
+        instance = Instance(spec.stream, spec.label, spec.index, process.pid, port, str(log_path), command,
+                            time.time())
+        _write_record(directory / f"{spec.name}.json", instance)
+        return instance
+
+    def _command(self, spec: InstanceSpec, port_file: Path) -> list[str]:
+        command = [self.python, "-m", "streams.cli", "app", "run", spec.app, "--kind", spec.kind,
+                   "--stream", spec.stream, "--label", spec.label, "--instance", str(spec.index),
+                   "--port", "0", "--port-file", str(port_file)]
+        for topic in spec.inputs:
+            command += ["--input", topic]
+        if spec.output:
+            command += ["--output", spec.output]
+        if spec.group:
+            command += ["--group", spec.group]
+        return [*command, "--", *(f"--{key}={value}" for key, value in spec.options.items())]
+
+    def stop(self, instance: Instance, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """SIGTERM (the instance drains, flushes and commits), SIGKILL after `timeout_s`; forget its record."""
+        if _is_ours(instance):
+            stop_process(instance.pid, timeout_s)
+        self._record_path(instance).unlink(missing_ok=True)
+
+    # -- what runs -------------------------------------------------------------------------------------------
+
+    def instances(self, stream: str) -> list[Instance]:
+        """Every recorded instance of `stream`, in label and index order (dead ones included: see `status`)."""
+        directory = self.root / stream
+        if not directory.is_dir():
+            return []
+        found = [_read_record(path) for path in sorted(directory.glob("*.json"))]
+        return sorted((i for i in found if i is not None), key=lambda i: (i.label, i.index))
+
+    def status(self, instance: Instance) -> InstanceStatus:
+        if not _is_ours(instance):
+            return InstanceStatus(instance, "down", ready=False)
+        alive = _http_ok(f"{instance.url}/healthz")
+        if alive is None:
+            return InstanceStatus(instance, "starting", ready=False)
+        ready = bool(_http_ok(f"{instance.url}/readyz"))
+        text = _http_text(f"{instance.url}/metrics")
+        return InstanceStatus(instance, "up" if alive else "stalled", ready,
+                              records_in=metric_sum(text, "tuneflow_records_in_total"),
+                              records_out=metric_sum(text, "tuneflow_records_out_total"),
+                              records_failed=metric_sum(text, "tuneflow_records_failed_total"),
+                              lag=metric_sum(text, "tuneflow_consumer_lag"))
+
+    def wait_ready(self, instance: Instance, timeout_s: float) -> bool:
+        """True once the instance answers /readyz; False if it exits or the time runs out."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not _is_ours(instance):
+                return False
+            if _http_ok(f"{instance.url}/readyz"):
+                return True
+            time.sleep(0.25)
+        return False
+
+    def _record_path(self, instance: Instance) -> Path:
+        return self.root / instance.stream / f"{instance.label}-{instance.index}.json"
+
+
+def stop_process(pid: int, timeout_s: float = STOP_TIMEOUT_S) -> bool:
+    """SIGTERM, then SIGKILL after `timeout_s`; True if it had to be killed."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    if _wait_gone(pid, timeout_s):
+        return False
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return False
+    _wait_gone(pid, 10)
+    return True
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def _wait_gone(pid: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        _reap(pid)
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):  # not our child: its own parent collects it
+        os.waitpid(pid, os.WNOHANG)  # our own child: collect it so it does not linger as a zombie
+
+
+def _is_ours(instance: Instance) -> bool:
+    """The pid is alive and still runs the recorded command (a recycled pid is somebody else's process)."""
+    if not pid_alive(instance.pid):
+        return False
+    try:
+        with open(f"/proc/{instance.pid}/cmdline", "rb") as cmdline:
+            running = cmdline.read().split(b"\0")
+    except OSError:
+        return False
+    return [part.decode(errors="replace") for part in running if part] == instance.command
+
+
+def _wait_for_port(process: subprocess.Popen[bytes], port_file: Path, log_path: Path, timeout_s: float) -> int:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if port_file.exists():
+            return int(port_file.read_text().strip())
+        if process.poll() is not None:
+            raise ServiceUnavailableError(f"instance exited with code {process.returncode} while starting; "
+                                          f"last lines of {log_path}:\n{_tail(log_path)}")
+        time.sleep(0.05)
+    stop_process(process.pid, 5)
+    raise ServiceUnavailableError(f"instance did not open its HTTP port within {timeout_s:g}s; "
+                                  f"last lines of {log_path}:\n{_tail(log_path)}")
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _write_record(path: Path, instance: Instance) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(orjson.dumps(asdict(instance)))
+    os.replace(partial, path)
+
+
+def _read_record(path: Path) -> Instance | None:
+    try:
+        return Instance(**orjson.loads(path.read_bytes()))
+    except (OSError, orjson.JSONDecodeError, TypeError):
+        return None  # half-written or foreign: not an instance this deployer started
+
+
+def _http_ok(url: str) -> bool | None:
+    """True for 200, False for another status, None when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S) as answer:
+            return bool(answer.status == 200)
+    except urllib.error.HTTPError:
+        return False
+    except OSError:
+        return None
+
+
+def _http_text(url: str) -> str:
+    try:
+        with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S) as answer:
+            return str(answer.read().decode())
+    except OSError:
+        return ""

@@ -1,0 +1,114 @@
+"""The platform state as SQLAlchemy 2.0 models: registered apps, stream definitions and their releases."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, DateTime, Dialect, ForeignKey, MetaData, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class StreamStatus(StrEnum):
+    UNDEPLOYED = "undeployed"
+    DEPLOYING = "deploying"
+    DEPLOYED = "deployed"
+    FAILED = "failed"
+
+
+class ReleaseStatus(StrEnum):
+    DEPLOYED = "deployed"
+    FAILED = "failed"
+    SUPERSEDED = "superseded"
+    UNDEPLOYED = "undeployed"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every dialect; SQLite, which keeps no offset, stores it as UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: state timestamps must be timezone-aware")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime, dict[str, Any]: JSON(none_as_null=True)}
+
+
+class AppRegistration(Base):
+    """One version of a registered app; exactly one version per (kind, name) is normally the default."""
+
+    __tablename__ = "app_registrations"
+    __table_args__ = (UniqueConstraint("kind", "name", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(255))
+    uri: Mapped[str] = mapped_column(String(1024))
+    version: Mapped[str] = mapped_column(String(64))
+    is_default: Mapped[bool] = mapped_column(default=False)
+    registered_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Stream(Base):
+    """A stream definition, as given and canonical, with the deployment properties last given for it."""
+
+    __tablename__ = "streams"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    definition: Mapped[str] = mapped_column(Text)
+    canonical: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default=StreamStatus.UNDEPLOYED.value)
+    deployment_properties_raw: Mapped[str | None] = mapped_column(Text)
+    deployment_properties: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    releases: Mapped[list[Release]] = relationship(
+        back_populates="stream", cascade="all, delete-orphan", passive_deletes=True, order_by="Release.number"
+    )
+
+
+class Release(Base):
+    """Deployment number `number` of a stream: the manifest of fully resolved apps, properties and versions."""
+
+    __tablename__ = "releases"
+    __table_args__ = (UniqueConstraint("stream_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stream_id: Mapped[int] = mapped_column(ForeignKey("streams.id", ondelete="CASCADE"))
+    number: Mapped[int]
+    manifest: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    stream: Mapped[Stream] = relationship(back_populates="releases")
