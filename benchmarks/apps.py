@@ -30,10 +30,11 @@ from benchmarks.ceilings import (
 from benchmarks.harness import REPEATS
 from benchmarks.records import track_documents
 from streams.catalog.models import TrackDocument, timestamp_version
+from streams.runtime.metrics import metric_sum
 from streams.runtime.runner import RunSpec
 from streams.serde import to_plain
 from streams.stores.base import DELETED_FIELD, VERSION_FIELD
-from tests.integration.pipeline import metric_sum, produce
+from tests.integration.pipeline import produce
 from tests.integration.processes import AppProcess
 
 HOP_RECORDS = int(os.environ.get("TUNEFLOW_BENCH_HOP_RECORDS", "100000"))
