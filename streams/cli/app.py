@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import click
+from dataclasses import asdict
 
-from streams.runtime.loader import available_apps, load_app
+import click
+import orjson
+
+from streams.registry import Registry, app_options
+from streams.runtime.loader import load_app
+from streams.state import AppRecord
 
 
 @click.group("app")
@@ -12,18 +17,91 @@ def app() -> None:
     """Apps: the sources, processors and sinks streams are made of."""
 
 
-@app.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def list_apps(as_json: bool) -> None:
-    """List installed apps by kind."""
-    apps = sorted(available_apps().items())
-    if as_json:
-        import orjson
+KINDS = click.Choice(["source", "processor", "sink"])
 
-        click.echo(orjson.dumps([{"kind": k, "name": n, "uri": f"python:{v}"} for (k, n), v in apps]).decode())
+
+def _registry() -> Registry:
+    from streams.state import open_state
+
+    return Registry(open_state())
+
+
+@app.command("list")
+@click.option("--type", "kind", type=KINDS, help="Only apps of this kind.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def list_apps(kind: str | None, as_json: bool) -> None:
+    """List registered apps: built-ins and your own, every version (* marks the default)."""
+    apps = _registry().state.list_apps(kind)
+    if as_json:
+        click.echo(orjson.dumps([_app_json(a) for a in apps]).decode())
         return
-    for (kind, name), target in apps:
-        click.echo(f"{kind:<10} {name:<14} python:{target}")
+    for record in apps:
+        mark = "*" if record.is_default else " "
+        click.echo(f"{record.kind:<10} {record.name:<14} {mark}{record.version:<10} {record.uri}")
+
+
+@app.command("register")
+@click.option("--name", required=True, help="Name used in stream definitions.")
+@click.option("--type", "kind", required=True, type=KINDS)
+@click.option("--uri", required=True, help="python:module:attribute of the app class.")
+@click.option("--version", help="[default: the version of the package holding the module]")
+@click.option("--default", "make_default", is_flag=True, help="Make this version the default.")
+@click.option("--force", is_flag=True, help="Replace the URI of an already registered version.")
+def register(name: str, kind: str, uri: str, version: str | None, make_default: bool, force: bool) -> None:
+    """Register an app (or a new version of one); the URI must import an app of that type."""
+    record = _registry().register(kind, name, uri, version=version, default=True if make_default else None,
+                                  force=force)
+    suffix = " (default)" if record.is_default else ""
+    click.echo(f"registered {record.kind} {record.name} {record.version}{suffix}: {record.uri}")
+
+
+@app.command("unregister")
+@click.argument("name")
+@click.option("--type", "kind", type=KINDS, help="When NAME is both a source and a sink, say which.")
+@click.option("--version", help="Only this version [default: every version].")
+def unregister(name: str, kind: str | None, version: str | None) -> None:
+    """Remove an app, or one version of it, from the registry."""
+    for record in _registry().state.unregister_app(name, kind=kind, version=version):
+        click.echo(f"unregistered {record.kind} {record.name} {record.version}")
+
+
+@app.command("default")
+@click.argument("name")
+@click.argument("version")
+@click.option("--type", "kind", type=KINDS, help="When NAME is both a source and a sink, say which.")
+def default(name: str, version: str, kind: str | None) -> None:
+    """Make VERSION the version streams use when they name no version."""
+    record = _registry().state.set_default_version(name, version, kind=kind)
+    click.echo(f"{record.kind} {record.name}: default version {record.version}")
+
+
+@app.command("info")
+@click.argument("name")
+@click.option("--type", "kind", type=KINDS, help="When NAME is both a source and a sink, say which.")
+@click.option("--version", help="[default: the default version]")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def info(name: str, kind: str | None, version: str | None, as_json: bool) -> None:
+    """Show an app: kind, version, URI and its options with types, defaults and documentation."""
+    record, app_class = _registry().load(name, kind=kind, version=version)
+    options = app_options(app_class)
+    if as_json:
+        payload = {**_app_json(record), "options": [asdict(o) for o in options]}
+        click.echo(orjson.dumps(payload, default=str).decode())
+        return
+    click.echo(f"{record.kind} {record.name} {record.version}{' (default)' if record.is_default else ''}")
+    click.echo(f"  uri: {record.uri}")
+    doc = (app_class.__doc__ or "").strip().splitlines()
+    if doc:
+        click.echo(f"  {doc[0]}")
+    click.echo("  options:" if options else "  options: none")
+    for option in options:
+        given = "required" if option.required else f"default {option.default}"
+        click.echo(f"    --{option.name}=<{option.type}>  ({given})  {option.description}")
+
+
+def _app_json(record: AppRecord) -> dict[str, object]:
+    return {"kind": record.kind, "name": record.name, "version": record.version, "default": record.is_default,
+            "uri": record.uri, "registered_at": record.registered_at.isoformat()}
 
 
 @app.command("run", context_settings={"ignore_unknown_options": True})
