@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +10,7 @@ from pydantic_core import PydanticUndefined
 from streams import __version__
 from streams.errors import ConfigError
 from streams.runtime.contract import App
-from streams.runtime.loader import available_apps
+from streams.runtime.loader import available_apps, import_app
 from streams.state import AppRecord, StateStore
 
 
@@ -49,22 +48,6 @@ class Registry:
     def load(self, name: str, kind: str | None = None, version: str | None = None) -> tuple[AppRecord, type[App[Any]]]:
         record = self.state.get_app(name, kind=kind, version=version)
         return record, import_app(record.uri)
-
-
-def import_app(uri: str) -> type[App[Any]]:
-    """The App class a `python:module:attribute` URI names; ConfigError saying what is wrong otherwise."""
-    scheme, _, target = uri.partition(":")
-    module_name, _, attribute = target.partition(":")
-    if scheme != "python" or not module_name or not attribute:
-        raise ConfigError(f"invalid app URI {uri!r}: expected python:module:attribute, e.g. python:sinks.log:LogSink")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"cannot import {module_name} for {uri}: {exc}") from None
-    app = getattr(module, attribute, None)
-    if not (isinstance(app, type) and issubclass(app, App) and getattr(app, "kind", None)):
-        raise ConfigError(f"{uri} is not a tuneflow app (a SourceApp, ProcessorApp or SinkApp subclass)")
-    return app
 
 
 def app_options(app: type[App[Any]]) -> list[AppOption]:

@@ -8,7 +8,7 @@ import click
 import orjson
 
 from streams.registry import Registry, app_options
-from streams.runtime.loader import load_app
+from streams.runtime.loader import import_app, load_app
 from streams.state import AppRecord
 
 
@@ -107,6 +107,7 @@ def _app_json(record: AppRecord) -> dict[str, object]:
 @app.command("run", context_settings={"ignore_unknown_options": True})
 @click.argument("name")
 @click.option("--kind", type=click.Choice(["source", "processor", "sink"]), help="When NAME is ambiguous.")
+@click.option("--uri", help="python:module:attribute of the app class [default: the built-in app NAME].")
 @click.option("--stream", required=True, help="Stream name: topic prefix and consumer group.")
 @click.option("--label", help="App label in the stream [default: NAME].")
 @click.option("--instance", default=0, show_default=True, type=click.IntRange(0))
@@ -125,7 +126,8 @@ def _app_json(record: AppRecord) -> dict[str, object]:
               help="Write the HTTP port here once it listens (how a deployer learns a port picked with --port 0).")
 @click.option("--log-level", default="INFO", show_default=True)
 @click.argument("app_options", nargs=-1, type=click.UNPROCESSED)
-def run(name: str, kind: str | None, stream: str, label: str | None, instance: int, inputs: tuple[str, ...],
+def run(name: str, kind: str | None, uri: str | None, stream: str, label: str | None, instance: int,
+        inputs: tuple[str, ...],
         output: str | None, group: str | None, binder_name: str, batch_size: int, batch_timeout_ms: int,
         commit_interval_ms: int, exactly_once: bool, port: int, port_file: str | None,
         log_level: str, app_options: tuple[str, ...]) -> None:
@@ -142,7 +144,7 @@ def run(name: str, kind: str | None, stream: str, label: str | None, instance: i
 
     configure_logging(log_level)
     label = label or name
-    app_class = load_app(name, kind)  # type: ignore[arg-type]
+    app_class = import_app(uri) if uri else load_app(name, kind)  # type: ignore[arg-type]
     if output is None and app_class.kind != "sink":
         output = f"{stream}.{label}"
     spec = RunSpec(stream=stream, label=label, instance=instance, inputs=list(inputs), output=output, group=group,
@@ -151,4 +153,4 @@ def run(name: str, kind: str | None, stream: str, label: str | None, instance: i
     options = parse_option_tokens([t for t in app_options if t != "--"])
     binder = create_binder(binder_name, bootstrap=settings.kafka_bootstrap()) if binder_name == "kafka" \
         else create_binder(binder_name)
-    run_instance(build_instance(name, app_class.kind, options, spec, binder, port=port), port_file)
+    run_instance(build_instance(name, app_class.kind, options, spec, binder, port=port, uri=uri), port_file)

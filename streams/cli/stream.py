@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from pathlib import Path
+
 import click
 import orjson
 
 from streams.dag import check
 from streams.dsl import check_stream_name, parse
+from streams.errors import ConfigError
+from streams.platform.properties import parse_properties, read_properties_file
+from streams.platform.service import StreamService
 
 
 @click.group("stream")
@@ -20,14 +26,15 @@ def stream() -> None:
               help='The stream in the DSL, e.g. "kafka --topic=raw | normalize | mongo"')
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report: apps, topics, fan-in and fan-out.")
 def validate(name: str, definition: str, as_json: bool) -> None:
-    """Parse and check a definition: apps known and in place, options valid, labels unique.
+    """Parse and check a definition: apps known and in place, options valid, labels unique, no cycle with the
+    streams already defined.
 
     \b
     Example:
       tuneflow stream validate t1 --definition "kafka --topic=raw | normalize | mongo"
     """
     check_stream_name(name)
-    report = check(parse(name, definition))
+    report = check(parse(name, definition), _service().definitions())
     if as_json:
         click.echo(orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2).decode())
         return
@@ -40,3 +47,146 @@ def validate(name: str, definition: str, as_json: bool) -> None:
     for destination in report.destinations.values():
         click.echo(f"  :{destination.name:<13} writers: {', '.join(destination.writers) or '-'}  "
                    f"readers: {', '.join(destination.readers) or '-'}")
+
+
+def _service() -> StreamService:
+    from streams import settings
+    from streams.binders.factory import create_binder
+    from streams.deployers.local import LocalDeployer
+    from streams.state import open_state
+
+    return StreamService(open_state(), LocalDeployer(settings.home()), lambda: create_binder("kafka"))
+
+
+def _echo_json(value: object) -> None:
+    click.echo(orjson.dumps(value, default=str, option=orjson.OPT_INDENT_2).decode())
+
+
+def _properties(properties: str | None, properties_file: str | None) -> tuple[str | None, dict[str, str] | None]:
+    if properties is not None and properties_file is not None:
+        raise click.UsageError("give --properties or --properties-file, not both")
+    if properties_file is not None:
+        return read_properties_file(Path(properties_file))
+    if properties is not None:
+        return properties, parse_properties(properties)
+    return None, None
+
+
+@stream.command("create")
+@click.argument("name")
+@click.option("--definition", required=True, help="The stream in the DSL.")
+@click.option("--description", help="A note shown by `stream info`.")
+@click.option("--deploy", "and_deploy", is_flag=True, help="Deploy it right away (with no properties).")
+def create(name: str, definition: str, description: str | None, and_deploy: bool) -> None:
+    """Define a stream; nothing runs until `stream deploy`."""
+    service = _service()
+    record = service.create(name, definition, description)
+    click.echo(f"created stream {name}: {record.canonical}")
+    if and_deploy:
+        release = service.deploy(name, "", {})
+        click.echo(f"deployed stream {name} (release {release.number})")
+
+
+@stream.command("deploy")
+@click.argument("name")
+@click.option("--properties", help='Deployment properties "k=v,…": deployer.<app|*>.count, deployer.<app>.memory, '
+                                   "app.<app|*>.<option>, version.<app>.")
+@click.option("--properties-file", type=click.Path(exists=True, dir_okay=False), help="One key=value per line.")
+def deploy(name: str, properties: str | None, properties_file: str | None) -> None:
+    """Start every app of the stream as its own processes; reuses the last properties when none are given."""
+    raw, parsed = _properties(properties, properties_file)
+    release = _service().deploy(name, raw, parsed)
+    counts = ", ".join(f"{a['label']}×{a['count']}" for a in release.manifest["apps"])
+    click.echo(f"deployed stream {name} (release {release.number}): {counts}")
+
+
+@stream.command("undeploy")
+@click.argument("name")
+def undeploy(name: str) -> None:
+    """Stop every instance of the stream (each drains, flushes and commits first)."""
+    stopped = _service().undeploy(name)
+    click.echo(f"undeployed stream {name}: stopped {len(stopped)} instance{'s' if len(stopped) != 1 else ''}")
+
+
+@stream.command("destroy")
+@click.argument("name")
+def destroy(name: str) -> None:
+    """Undeploy the stream if it runs, then delete its definition and history."""
+    _service().destroy(name)
+    click.echo(f"destroyed stream {name}")
+
+
+@stream.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def list_streams(as_json: bool) -> None:
+    """Every stream with its status and definition."""
+    streams = _service().state.list_streams()
+    if as_json:
+        _echo_json([{"name": s.name, "status": s.status.value, "definition": s.canonical} for s in streams])
+        return
+    for record in streams:
+        click.echo(f"{record.name:<16} {record.status.value:<11} {record.canonical}")
+
+
+@stream.command("info")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def info(name: str, as_json: bool) -> None:
+    """A stream's definition, status and deployment properties."""
+    record = _service().state.get_stream(name)
+    if as_json:
+        _echo_json({"name": record.name, "status": record.status.value, "definition": record.definition,
+                    "canonical": record.canonical, "description": record.description,
+                    "deployment_properties": record.deployment_properties_raw,
+                    "created_at": record.created_at, "updated_at": record.updated_at})
+        return
+    click.echo(f"stream {record.name} ({record.status.value})")
+    click.echo(f"  definition: {record.canonical}")
+    if record.description:
+        click.echo(f"  description: {record.description}")
+    click.echo(f"  deployment properties: {record.deployment_properties_raw or '(none)'}")
+
+
+@stream.command("status")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(name: str, as_json: bool) -> None:
+    """Each instance as its own /healthz and /metrics report it now: up/down, ready, rates over 1 s, lag."""
+    instances = _service().status(name)
+    if as_json:
+        _echo_json([asdict(i) for i in instances])
+        return
+    if not instances:
+        click.echo(f"stream {name}: no instances (not deployed)")
+        return
+    click.echo(f"{'app':<14} {'pid':>7} {'state':<9} {'in/s':>9} {'out/s':>9} {'failed/s':>9} {'lag':>8}")
+    for i in instances:
+        state = i.state if i.state != "up" or i.ready else "up, not ready"
+        click.echo(f"{i.label + '-' + str(i.index):<14} {i.pid:>7} {state:<9} {i.in_per_s:>9.1f} "
+                   f"{i.out_per_s:>9.1f} {i.failed_per_s:>9.1f} {i.lag:>8.0f}")
+
+
+@stream.command("history")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def history(name: str, as_json: bool) -> None:
+    """The stream's releases, oldest first."""
+    releases = _service().state.releases(name)
+    if as_json:
+        _echo_json([{"release": r.number, "status": r.status.value, "created_at": r.created_at} for r in releases])
+        return
+    for release in releases:
+        click.echo(f"{release.number:>4}  {release.status.value:<11} {release.created_at:%Y-%m-%d %H:%M:%S}")
+
+
+@stream.command("manifest")
+@click.argument("name")
+@click.option("--release", "number", type=click.IntRange(1), help="[default: the latest release]")
+@click.option("--json", "as_json", is_flag=True, help="JSON (the manifest is printed as JSON either way).")
+def manifest(name: str, number: int | None, as_json: bool) -> None:
+    """The fully resolved apps, versions, options, topics and counts of a release."""
+    state = _service().state
+    release = state.release(name, number) if number is not None else state.latest_release(name)
+    if release is None:
+        raise ConfigError(f"stream '{name}' has no release yet: deploy it first")
+    _echo_json(release.manifest)

@@ -44,6 +44,7 @@ class InstanceSpec:
     group: str | None = None
     options: Mapping[str, str] = field(default_factory=dict)
     env: Mapping[str, str] = field(default_factory=dict)
+    uri: str | None = None  # the registered version's python:module:attribute
 
     @property
     def name(self) -> str:
@@ -112,6 +113,8 @@ class LocalDeployer:
             command += ["--output", spec.output]
         if spec.group:
             command += ["--group", spec.group]
+        if spec.uri:
+            command += ["--uri", spec.uri]
         return [*command, "--", *(f"--{key}={value}" for key, value in spec.options.items())]
 
     def stop(self, instance: Instance, timeout_s: float = STOP_TIMEOUT_S) -> None:

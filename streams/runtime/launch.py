@@ -16,7 +16,7 @@ from streams.binders.base import Binder
 from streams.errors import ConfigError
 from streams.runtime.contract import AppContext, AppKind, parse_options
 from streams.runtime.health import HealthServer, beating
-from streams.runtime.loader import load_app
+from streams.runtime.loader import import_app, load_app
 from streams.runtime.metrics import AppMetrics
 from streams.runtime.runner import Runner, RunSpec
 
@@ -29,8 +29,11 @@ class Instance:
 
 def build_instance(app_name: str, kind: AppKind | None, options: dict[str, Any], spec: RunSpec, binder: Binder,
                    registry: CollectorRegistry | None = None, port: int | None = None,
-                   host: str = "127.0.0.1") -> Instance:
-    app_class = load_app(app_name, kind)
+                   host: str = "127.0.0.1", uri: str | None = None) -> Instance:
+    """`uri` (python:module:attribute, from the registry) loads a registered version instead of the built-in."""
+    app_class = import_app(uri) if uri else load_app(app_name, kind)
+    if kind is not None and app_class.kind != kind:
+        raise ConfigError(f"{uri or app_name} is a {app_class.kind} app, not a {kind}")
     if app_class.kind != "source" and not spec.inputs:
         raise ConfigError(f"{app_class.kind} '{app_name}' needs an input topic (--input)")
     if app_class.kind != "sink" and not spec.output:

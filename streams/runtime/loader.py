@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -37,4 +38,20 @@ def load_app(name: str, kind: AppKind | None = None) -> type[App[Any]]:
     module_name, _, attribute = target.partition(":")
     module = __import__(module_name, fromlist=[attribute])
     app: type[App[Any]] = getattr(module, attribute)
+    return app
+
+
+def import_app(uri: str) -> type[App[Any]]:
+    """The App class a `python:module:attribute` URI names; ConfigError saying what is wrong otherwise."""
+    scheme, _, target = uri.partition(":")
+    module_name, _, attribute = target.partition(":")
+    if scheme != "python" or not module_name or not attribute:
+        raise ConfigError(f"invalid app URI {uri!r}: expected python:module:attribute, e.g. python:sinks.log:LogSink")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"cannot import {module_name} for {uri}: {exc}") from None
+    app = getattr(module, attribute, None)
+    if not (isinstance(app, type) and issubclass(app, App) and getattr(app, "kind", None)):
+        raise ConfigError(f"{uri} is not a tuneflow app (a SourceApp, ProcessorApp or SinkApp subclass)")
     return app

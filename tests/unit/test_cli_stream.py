@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import orjson
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TUNEFLOW_HOME", str(tmp_path))
+    monkeypatch.delenv("TUNEFLOW_DB_URL", raising=False)
 
 
 def _tuneflow(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "streams.cli", *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "streams.cli", *args], capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ))
 
 
 def test_a_valid_definition_prints_its_apps_and_topics() -> None:
@@ -51,3 +61,19 @@ def test_invalid_options_name_the_field_and_reason() -> None:
     result = _tuneflow("stream", "validate", "t1", "--definition", "kafka --topic=raw --nope=1 | log")
     assert result.returncode == 2
     assert "--nope: unknown option" in result.stderr
+
+
+def test_a_cycle_with_defined_streams_is_named() -> None:
+    for name, definition in (("s1", ":a > normalize > :b"), ("s2", ":b > normalize > :c")):
+        assert _tuneflow("stream", "create", name, "--definition", definition).returncode == 0
+    result = _tuneflow("stream", "validate", "s3", "--definition", ":c > normalize > :a")
+    assert result.returncode == 2
+    assert result.stderr == "Error: cycle through named destinations: s3 -> :a -> s1 -> :b -> s2 -> :c -> s3\n"
+
+
+def test_a_mistyped_stream_name_gets_a_suggestion() -> None:
+    assert _tuneflow("stream", "create", "tracks", "--definition", "kafka --topic=raw | log").returncode == 0
+    result = _tuneflow("stream", "info", "trakcs")
+    assert result.returncode == 2
+    assert "Did you mean 'tracks'?" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,1 @@
+"""The platform: stream definitions, deployment properties, releases and their deployment."""

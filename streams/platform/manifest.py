@@ -1,0 +1,38 @@
+"""A release's manifest: every app of a stream fully resolved (registry version and URI, options, topics, count)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from streams.dag import check, topics
+from streams.dsl import StreamDefinition
+from streams.platform.properties import per_app
+from streams.registry import Registry
+from streams.runtime.contract import parse_options
+
+
+def build_manifest(definition: StreamDefinition, properties: dict[str, str], registry: Registry,
+                   existing: Mapping[str, StreamDefinition]) -> dict[str, Any]:
+    """Check the definition against the other streams and the registry, apply the properties, resolve versions."""
+    report = check(definition, existing)
+    resolved = report.definition
+    deployments = per_app(properties, [node.label for node in resolved.apps])
+    flows = {flow.label: flow for flow in topics(resolved)}
+    apps = []
+    for node in resolved.apps:
+        deployment = deployments[node.label]
+        record, app_class = registry.load(node.app, kind=node.kind, version=deployment.version)
+        options = {**node.options, **deployment.options}
+        parse_options(app_class, options)  # a property may add an option the app does not take
+        flow = flows[node.label]
+        apps.append({"label": node.label, "app": node.app, "kind": record.kind, "version": record.version,
+                     "uri": record.uri, "options": options, "inputs": list(flow.inputs), "output": flow.output,
+                     "count": deployment.count, "memory": deployment.memory})
+    return {"stream": resolved.name, "definition": report.to_json()["definition"], "apps": apps}
+
+
+def changed_apps(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Labels whose manifest entry differs between two releases (the apps an update restarts)."""
+    before = {app["label"]: app for app in old["apps"]}
+    return [app["label"] for app in new["apps"] if before.get(app["label"]) != app]

@@ -1,0 +1,102 @@
+"""Deployment properties as in SCDF: `deployer.<app|*>.count`, `deployer.<app|*>.memory`, `app.<app|*>.<option>`,
+`version.<app>`, given as "k=v,k=v" (values with commas in quotes) or as a file of `k=v` lines."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from streams.errors import ConfigError
+from streams.suggest import did_you_mean
+
+_PAIR = re.compile(r"""\s*([^=,\s]+)\s*=\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^,]*)\s*(?:,|$)""")
+_MEMORY = re.compile(r"^[1-9][0-9]*[kmgKMG]?$")
+DEPLOYER_KEYS = ("count", "memory")
+
+
+@dataclass
+class AppDeployment:
+    """What the properties say about one app of the stream."""
+
+    count: int = 1
+    memory: str | None = None
+    version: str | None = None
+    options: dict[str, str] = field(default_factory=dict)
+
+
+def parse_properties(text: str) -> dict[str, str]:
+    """`k=v,k2="a,b"` into a dict, in order; a malformed piece is a ConfigError naming it."""
+    properties: dict[str, str] = {}
+    position = 0
+    text = text.strip()
+    while position < len(text):
+        match = _PAIR.match(text, position)
+        if match is None or match.end() == position:
+            raise ConfigError(f"cannot read deployment properties at {text[position:position + 30]!r}: "
+                              "write key=value pairs separated by commas (quote values that hold commas)")
+        key, value = match.group(1), match.group(2).strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        properties[key] = value
+        position = match.end()
+    return properties
+
+
+def read_properties_file(path: Path) -> tuple[str, dict[str, str]]:
+    """A properties file: one `key=value` per line, `#` comments; returns (raw text, parsed)."""
+    try:
+        raw = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read properties file {path}: {exc.strerror}") from None
+    properties: dict[str, str] = {}
+    for number, line in enumerate(raw.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, separator, value = line.partition("=")
+        if not separator or not key.strip():
+            raise ConfigError(f"{path}:{number}: expected key=value, got {line!r}")
+        properties[key.strip()] = value.strip()
+    return raw, properties
+
+
+def per_app(properties: dict[str, str], labels: Sequence[str]) -> dict[str, AppDeployment]:
+    """The properties resolved per app label; `*` applies to every app and a label's own setting wins."""
+    deployments = {label: AppDeployment() for label in labels}
+    # `*` settings first, so that a label's own setting overrides them.
+    for key, value in sorted(properties.items(), key=lambda item: item[0].split(".")[1:2] != ["*"]):
+        prefix, _, rest = key.partition(".")
+        target, _, name = rest.partition(".")
+        if prefix not in ("deployer", "app", "version") or not target:
+            raise ConfigError(f"unknown deployment property '{key}': use deployer.<app>.count, "
+                              "deployer.<app>.memory, app.<app>.<option> or version.<app>")
+        if target != "*" and target not in deployments:
+            raise ConfigError(f"deployment property '{key}' names no app of the stream.{did_you_mean(target, labels)}"
+                              f" Apps: {', '.join(labels)}")
+        for label in labels if target == "*" else [target]:
+            _apply(deployments[label], prefix, name, value, key)
+    return deployments
+
+
+def _apply(deployment: AppDeployment, prefix: str, name: str, value: str, key: str) -> None:
+    if prefix == "app":
+        if not name:
+            raise ConfigError(f"deployment property '{key}' names no option: app.<app>.<option>=value")
+        deployment.options[name] = value
+    elif prefix == "version":
+        if name or key.startswith("version.*"):
+            raise ConfigError(f"deployment property '{key}': write version.<app>=<version>")
+        deployment.version = value
+    elif name == "count":
+        if not value.isdigit() or int(value) < 1:
+            raise ConfigError(f"deployment property '{key}' must be a whole number of instances ≥ 1, got {value!r}")
+        deployment.count = int(value)
+    elif name == "memory":
+        if not _MEMORY.match(value):
+            raise ConfigError(f"deployment property '{key}' must be a size like 512m or 1g, got {value!r}")
+        deployment.memory = value
+    else:
+        raise ConfigError(f"unknown deployer property '{key}'.{did_you_mean(name, DEPLOYER_KEYS)} "
+                          f"Deployer properties: {', '.join(DEPLOYER_KEYS)}")

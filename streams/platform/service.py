@@ -1,0 +1,151 @@
+"""Stream lifecycle: create, deploy, undeploy, destroy, status, history: the state, the registry and a deployer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from streams.binders.base import Binder
+from streams.dag import check
+from streams.deployers.local import Instance, InstanceSpec, InstanceStatus, LocalDeployer
+from streams.dsl import StreamDefinition, parse
+from streams.errors import ConfigError, ServiceUnavailableError
+from streams.platform.manifest import build_manifest
+from streams.registry import Registry
+from streams.state import ReleaseRecord, ReleaseStatus, StateStore, StreamRecord, StreamStatus
+
+READY_TIMEOUT_S = 90.0
+RATE_WINDOW_S = 1.0
+
+
+@dataclass(frozen=True)
+class AppInstanceStatus:
+    label: str
+    index: int
+    pid: int
+    port: int
+    state: str
+    ready: bool
+    records_in: float
+    records_out: float
+    records_failed: float
+    in_per_s: float
+    out_per_s: float
+    failed_per_s: float
+    lag: float
+
+
+class StreamService:
+    def __init__(self, state: StateStore, deployer: LocalDeployer, binder: Callable[[], Binder]) -> None:
+        self.state = state
+        self.deployer = deployer
+        self._binder = binder
+        self.registry = Registry(state)
+
+    # -- definitions -----------------------------------------------------------------------------------------
+
+    def create(self, name: str, definition: str, description: str | None = None) -> StreamRecord:
+        report = check(parse(name, definition), self.definitions())
+        return self.state.create_stream(name, definition, report.to_json()["definition"], description)
+
+    def destroy(self, name: str) -> StreamRecord:
+        self.state.get_stream(name)  # an unknown name fails before anything is stopped
+        if self.deployer.instances(name):
+            self.undeploy(name)
+        return self.state.delete_stream(name)
+
+    def definitions(self) -> dict[str, StreamDefinition]:
+        """Every stored stream, parsed."""
+        return {s.name: parse(s.name, s.canonical) for s in self.state.list_streams()}
+
+    # -- deployment ------------------------------------------------------------------------------------------
+
+    def deploy(self, name: str, raw: str | None = None, properties: dict[str, str] | None = None) -> ReleaseRecord:
+        """Deploy with these properties, or with the ones kept from the last deploy when none are given."""
+        stream = self.state.get_stream(name)
+        if any(self.deployer.status(i).state != "down" for i in self.deployer.instances(name)):
+            raise ConfigError(f"stream '{name}' is already deployed: change it with `tuneflow stream update {name}`, "
+                              f"or undeploy it first")
+        if properties is None:
+            raw, properties = stream.deployment_properties_raw, dict(stream.deployment_properties or {})
+        definitions = self.definitions()
+        manifest = build_manifest(definitions[name], properties, self.registry, definitions)
+        self.state.save_deployment_properties(name, raw or "", properties)
+        self.state.set_stream_status(name, StreamStatus.DEPLOYING)
+        try:
+            self._ensure_topics(manifest)
+            self._start_all(manifest)
+        except Exception:
+            self.state.set_stream_status(name, StreamStatus.FAILED)
+            self.state.add_release(name, manifest, ReleaseStatus.FAILED)
+            raise
+        self.state.set_stream_status(name, StreamStatus.DEPLOYED)
+        return self.state.add_release(name, manifest, ReleaseStatus.DEPLOYED)
+
+    def _ensure_topics(self, manifest: dict[str, Any]) -> None:
+        """The topics between apps, with as many partitions as the most instances of any app (at least one each)."""
+        partitions = max(app["count"] for app in manifest["apps"])
+        outputs = [app["output"] for app in manifest["apps"] if app["output"]]
+        binder = self._binder()
+        try:
+            binder.ensure_topics(outputs, partitions=partitions)
+        finally:
+            binder.close()
+
+    def _start_all(self, manifest: dict[str, Any]) -> None:
+        """Sinks first, sources last, so each app's readers are there; all ready, or none left running."""
+        started: list[Instance] = []
+        try:
+            for app in reversed(manifest["apps"]):
+                for index in range(app["count"]):
+                    started.append(self.deployer.start(_spec(manifest["stream"], app, index)))
+            for instance in started:
+                if not self.deployer.wait_ready(instance, READY_TIMEOUT_S):
+                    raise ServiceUnavailableError(
+                        f"{instance.label}-{instance.index} did not become ready within {READY_TIMEOUT_S:g}s; "
+                        f"its log: {instance.log}")
+        except Exception:
+            for instance in started:
+                self.deployer.stop(instance)
+            raise
+
+    def undeploy(self, name: str) -> list[Instance]:
+        """Stop every instance of the stream (each drains and commits); returns what was stopped."""
+        self.state.get_stream(name)
+        stopped = self.deployer.instances(name)
+        for instance in stopped:
+            self.deployer.stop(instance)
+        latest = self.state.latest_release(name)
+        if latest is not None and latest.status == ReleaseStatus.DEPLOYED:
+            self.state.set_release_status(name, latest.number, ReleaseStatus.UNDEPLOYED)
+        self.state.set_stream_status(name, StreamStatus.UNDEPLOYED)
+        return stopped
+
+    # -- what runs -------------------------------------------------------------------------------------------
+
+    def status(self, name: str, window_s: float = RATE_WINDOW_S) -> list[AppInstanceStatus]:
+        """Each instance as its own endpoints report it now; rates over `window_s`."""
+        self.state.get_stream(name)
+        instances = self.deployer.instances(name)
+        first = [self.deployer.status(i) for i in instances]
+        if instances and window_s > 0:
+            time.sleep(window_s)
+        second = [self.deployer.status(i) for i in instances] if window_s > 0 else first
+        return [_instance_status(a, b, window_s) for a, b in zip(first, second, strict=True)]
+
+
+def _spec(stream: str, app: dict[str, Any], index: int) -> InstanceSpec:
+    return InstanceSpec(stream=stream, label=app["label"], app=app["app"], kind=app["kind"], index=index,
+                        inputs=app["inputs"], output=app["output"], options=app["options"], uri=app["uri"])
+
+
+def _instance_status(before: InstanceStatus, after: InstanceStatus, window_s: float) -> AppInstanceStatus:
+    def rate(field: str) -> float:
+        return max(0.0, getattr(after, field) - getattr(before, field)) / window_s if window_s > 0 else 0.0
+
+    instance = after.instance
+    return AppInstanceStatus(instance.label, instance.index, instance.pid, instance.port, after.state, after.ready,
+                             after.records_in, after.records_out, after.records_failed, rate("records_in"),
+                             rate("records_out"), rate("records_failed"), after.lag)

@@ -1,0 +1,119 @@
+"""The `tuneflow stream` verbs as a user drives them, on real Kafka and FerretDB, with the local deployer."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from pymongo import MongoClient
+
+from streams.catalog.samples import expected_documents, samples
+from streams.deployers.local import pid_alive
+from streams.serde import business_fields, content_checksum
+from tests.integration.pipeline import create_topic, produce
+from tests.integration.processes import wait_for
+from tests.integration.services import unique_name
+
+
+class Cli:
+    def __init__(self, home: Path, mongo_uri: str) -> None:
+        self.env = {**os.environ, "TUNEFLOW_HOME": str(home), "TUNEFLOW_MONGO_URI": mongo_uri}
+        self.env.pop("TUNEFLOW_DB_URL", None)
+
+    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "streams.cli", "stream", *args], capture_output=True,
+                              text=True, env=self.env, timeout=300)
+
+    def ok(self, *args: str) -> str:
+        result = self(*args)
+        assert result.returncode == 0, f"tuneflow stream {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+        return result.stdout
+
+    def json(self, *args: str) -> Any:
+        return orjson.loads(self.ok(*args, "--json"))
+
+
+@pytest.fixture
+def cli(tmp_path: Path, mongo_uri: str) -> Iterator[Cli]:
+    tool = Cli(tmp_path, mongo_uri)
+    yield tool
+    for stream in tool.json("list"):  # whatever a failed test left running
+        tool("undeploy", stream["name"])
+
+
+def test_create_deploy_scale_status_undeploy_destroy(cli: Cli, kafka_bootstrap: str, mongo_uri: str) -> None:
+    stream, database = unique_name("t1"), unique_name("tf_life")
+    raw = f"{stream}_raw"
+    create_topic(kafka_bootstrap, raw, 2)
+    definition = f"kafka --topic={raw} | normalize | mongo --database={database}"
+    assert cli.ok("create", stream, "--definition", definition) == f"created stream {stream}: {definition}\n"
+    out = cli.ok("deploy", stream, "--properties", "deployer.normalize.count=2")
+    assert out == f"deployed stream {stream} (release 1): kafka×1, normalize×2, mongo×1\n"
+
+    items = samples(4000, invalid_ratio=0.0, seed=9)
+    produce(kafka_bootstrap, raw, [(s.key, s.value, None) for s in items])
+    expected = expected_documents(items)
+    client: MongoClient[dict[str, Any]] = MongoClient(mongo_uri)
+    collection = client[database]["tracks"]
+    try:
+        wait_for(lambda: collection.count_documents({}) >= len(expected), 180, "every track in the store")
+        stored = [business_fields(d) for d in collection.find({"_deleted": False})]
+        assert content_checksum(stored) == content_checksum(expected.values())
+
+        status = cli.json("status", stream)
+        assert sorted((s["label"], s["index"]) for s in status) == [
+            ("kafka", 0), ("mongo", 0), ("normalize", 0), ("normalize", 1)]
+        assert {s["state"] for s in status} == {"up"} and all(s["ready"] for s in status)
+        assert all(s["records_in"] > 0 for s in status if s["label"] != "normalize")
+        assert sum(s["records_out"] for s in status if s["label"] == "normalize") == len(items)
+        # Rates are over the last second: keep records flowing while status samples them.
+        produce(kafka_bootstrap, raw, [(s.key, s.value, None) for s in samples(20_000, 0.0, seed=10)])
+        flowing = cli.json("status", stream)
+        assert any(s["in_per_s"] > 0 for s in flowing), flowing
+
+        manifest = cli.json("manifest", stream)
+        assert [(a["label"], a["count"], a["version"]) for a in manifest["apps"]] == [
+            ("kafka", 1, "0.1.0"), ("normalize", 2, "0.1.0"), ("mongo", 1, "0.1.0")]
+        assert cli.json("info", stream)["deployment_properties"] == "deployer.normalize.count=2"
+        again = cli("deploy", stream)
+        assert again.returncode == 2 and "already deployed" in again.stderr
+
+        pids = [s["pid"] for s in status]
+        assert cli.ok("undeploy", stream) == f"undeployed stream {stream}: stopped 4 instances\n"
+        assert not any(pid_alive(pid) for pid in pids)
+        assert cli.json("status", stream) == []
+        assert [(r["release"], r["status"]) for r in cli.json("history", stream)] == [(1, "undeployed")]
+
+        # Redeploying without properties reuses the ones given before.
+        assert cli.ok("deploy", stream).endswith("kafka×1, normalize×2, mongo×1\n")
+        assert [r["status"] for r in cli.json("history", stream)] == ["undeployed", "deployed"]
+        pids = [s["pid"] for s in cli.json("status", stream)]
+        assert len(pids) == 4
+        assert cli.ok("destroy", stream) == f"destroyed stream {stream}\n"
+        assert not any(pid_alive(pid) for pid in pids)
+        assert cli.json("list") == []
+    finally:
+        client.drop_database(database)
+        client.close()
+
+
+def test_user_mistakes_exit_2_with_a_reason(cli: Cli) -> None:
+    stream = unique_name("t2")
+    assert cli("create", stream, "--definition", "kafka --topic=x | normalise | log").stderr.startswith(
+        "Error: unknown processor app 'normalise'. Did you mean 'normalize'?")
+    cli.ok("create", stream, "--definition", "kafka --topic=x | normalize | log")
+    duplicate = cli("create", stream, "--definition", "kafka --topic=x | log")
+    assert duplicate.returncode == 2 and "already exists" in duplicate.stderr
+    bad = cli("deploy", stream, "--properties", "deployer.normalise.count=2")
+    assert bad.returncode == 2
+    assert bad.stderr == ("Error: deployment property 'deployer.normalise.count' names no app of the stream. "
+                          "Did you mean 'normalize'? Apps: kafka, normalize, log\n")
+    option = cli("deploy", stream, "--properties", "app.log.levle=INFO")
+    assert option.returncode == 2 and "--levle: unknown option" in option.stderr
+    assert cli.json("list")[0]["status"] == "undeployed"

@@ -1,0 +1,61 @@
+"""Deployment properties: parsing, `*` and per-app settings, and the mistakes users make."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streams.errors import ConfigError
+from streams.platform.properties import AppDeployment, parse_properties, per_app, read_properties_file
+
+LABELS = ["kafka", "normalize", "mongo"]
+
+
+def test_pairs_with_quoted_commas_keep_their_order_and_text() -> None:
+    text = 'deployer.normalize.count=2, app.mongo.collection="a,b" ,app.kafka.topic=raw,version.mongo=0.1.0'
+    assert parse_properties(text) == {"deployer.normalize.count": "2", "app.mongo.collection": "a,b",
+                                      "app.kafka.topic": "raw", "version.mongo": "0.1.0"}
+    assert parse_properties("") == {}
+
+
+def test_star_applies_to_every_app_and_an_apps_own_setting_wins() -> None:
+    deployments = per_app(parse_properties("deployer.normalize.count=3,deployer.*.count=2,deployer.*.memory=512m,"
+                                           "app.mongo.database=cat,version.normalize=2.0"), LABELS)
+    assert deployments["normalize"] == AppDeployment(count=3, memory="512m", version="2.0")
+    assert deployments["kafka"] == AppDeployment(count=2, memory="512m")
+    assert deployments["mongo"] == AppDeployment(count=2, memory="512m", options={"database": "cat"})
+
+
+def test_a_properties_file_with_comments(tmp_path: Path) -> None:
+    path = tmp_path / "deploy.properties"
+    path.write_text("# scale out\ndeployer.normalize.count = 2\n\napp.mongo.collection=tracks_v2\n")
+    raw, parsed = read_properties_file(path)
+    assert raw == path.read_text()
+    assert parsed == {"deployer.normalize.count": "2", "app.mongo.collection": "tracks_v2"}
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("deployer.normalise.count=2",
+     "deployment property 'deployer.normalise.count' names no app of the stream. Did you mean 'normalize'? "
+     "Apps: kafka, normalize, mongo"),
+    ("deployer.normalize.count=0",
+     "deployment property 'deployer.normalize.count' must be a whole number of instances ≥ 1, got '0'"),
+    ("deployer.normalize.cnt=2",
+     "unknown deployer property 'deployer.normalize.cnt'. Did you mean 'count'? Deployer properties: count, memory"),
+    ("deployer.mongo.memory=lots", "deployment property 'deployer.mongo.memory' must be a size like 512m or 1g, "
+                                   "got 'lots'"),
+    ("spring.mongo.x=1", "unknown deployment property 'spring.mongo.x': use deployer.<app>.count, "
+                         "deployer.<app>.memory, app.<app>.<option> or version.<app>"),
+    ("app.mongo=1", "deployment property 'app.mongo' names no option: app.<app>.<option>=value"),
+    ("version.*=2", "deployment property 'version.*': write version.<app>=<version>"),
+])
+def test_mistakes_are_named(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        per_app(parse_properties(text), LABELS)
+    assert str(error.value) == message
+
+
+def test_a_piece_that_is_not_key_value_is_named() -> None:
+    with pytest.raises(ConfigError, match="cannot read deployment properties at 'nonsense'"):
+        parse_properties("deployer.mongo.count=1,nonsense")
