@@ -13,6 +13,7 @@ from streams.dsl import check_stream_name, parse
 from streams.errors import ConfigError
 from streams.platform.properties import parse_properties, read_properties_file
 from streams.platform.service import StreamService
+from streams.state import ReleaseRecord
 
 
 @click.group("stream")
@@ -190,3 +191,36 @@ def manifest(name: str, number: int | None, as_json: bool) -> None:
     if release is None:
         raise ConfigError(f"stream '{name}' has no release yet: deploy it first")
     _echo_json(release.manifest)
+
+
+def _switched(name: str, release: ReleaseRecord, changed: list[str]) -> None:
+    click.echo(f"stream {name} is at release {release.number}: restarted {', '.join(changed)}")
+
+
+@stream.command("update")
+@click.argument("name")
+@click.option("--properties", help='Properties to change, "k=v,…" (merged into the current ones).')
+@click.option("--properties-file", type=click.Path(exists=True, dir_okay=False), help="One key=value per line.")
+def update(name: str, properties: str | None, properties_file: str | None) -> None:
+    """Change a deployed stream's properties; only the apps that change restart (red/black: new ones first)."""
+    raw, parsed = _properties(properties, properties_file)
+    if parsed is None:
+        raise click.UsageError("give --properties or --properties-file with what to change")
+    _switched(name, *_service().update(name, raw, parsed))
+
+
+@stream.command("rollback")
+@click.argument("name")
+@click.option("--release", "number", type=click.IntRange(1), help="[default: the release before the current one]")
+def rollback(name: str, number: int | None) -> None:
+    """Run an earlier release's manifest again, as a new release."""
+    _switched(name, *_service().rollback(name, number))
+
+
+@stream.command("scale")
+@click.argument("name")
+@click.argument("app")
+@click.option("--count", required=True, type=click.IntRange(1), help="Instances of APP.")
+def scale(name: str, app: str, count: int) -> None:
+    """Run COUNT instances of APP (a label of the stream)."""
+    _switched(name, *_service().scale(name, app, count))

@@ -1,8 +1,9 @@
 """The local deployer: one OS process per app instance (`tuneflow app run`), found again through its record file.
 
-Layout under `<home>/streams/<stream>/`: `<label>-<i>.log` (the instance's output), `<label>-<i>.json` (pid, port,
-command: what `status` and `stop` need), `<label>-<i>.port` (written by the instance once its HTTP port listens;
-ports are picked by the instance itself with `--port 0`, so two instances never race for one).
+Layout under `<home>/streams/<stream>/`: `<label>-<i>.log` (the instance's output, across releases),
+`<label>-<i>.r<release>.json` (pid, port, command: what `status` and `stop` need) and `<label>-<i>.r<release>.port`
+(written by the instance once its HTTP port listens; ports are picked by the instance itself with `--port 0`, so two
+instances never race for one). During an update the old and the new release of an app run side by side.
 Status always comes from the instance's own `/healthz`, `/readyz` and `/metrics`, never from a remembered guess.
 """
 
@@ -45,10 +46,15 @@ class InstanceSpec:
     options: Mapping[str, str] = field(default_factory=dict)
     env: Mapping[str, str] = field(default_factory=dict)
     uri: str | None = None  # the registered version's python:module:attribute
+    release: int = 0  # during an update the old and the new release of an app run side by side
 
     @property
     def name(self) -> str:
         return f"{self.label}-{self.index}"
+
+    @property
+    def record_stem(self) -> str:
+        return f"{self.name}.r{self.release}"
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,7 @@ class Instance:
     log: str
     command: list[str]
     started_at: float
+    release: int = 0
 
     @property
     def url(self) -> str:
@@ -91,7 +98,7 @@ class LocalDeployer:
         """Start the instance and wait until its HTTP endpoint listens; an early exit raises with its log tail."""
         directory = self.root / spec.stream
         directory.mkdir(parents=True, exist_ok=True)
-        port_file, log_path = directory / f"{spec.name}.port", directory / f"{spec.name}.log"
+        port_file, log_path = directory / f"{spec.record_stem}.port", directory / f"{spec.name}.log"
         port_file.unlink(missing_ok=True)
         command = self._command(spec, port_file)
         with log_path.open("ab") as log:
@@ -99,8 +106,8 @@ class LocalDeployer:
                                        env={**os.environ, **spec.env}, start_new_session=True)
         port = _wait_for_port(process, port_file, log_path, timeout_s)
         instance = Instance(spec.stream, spec.label, spec.index, process.pid, port, str(log_path), command,
-                            time.time())
-        _write_record(directory / f"{spec.name}.json", instance)
+                            time.time(), spec.release)
+        _write_record(directory / f"{spec.record_stem}.json", instance)
         return instance
 
     def _command(self, spec: InstanceSpec, port_file: Path) -> list[str]:
@@ -122,6 +129,7 @@ class LocalDeployer:
         if _is_ours(instance):
             stop_process(instance.pid, timeout_s)
         self._record_path(instance).unlink(missing_ok=True)
+        self._record_path(instance).with_suffix(".port").unlink(missing_ok=True)
 
     # -- what runs -------------------------------------------------------------------------------------------
 
@@ -131,7 +139,7 @@ class LocalDeployer:
         if not directory.is_dir():
             return []
         found = [_read_record(path) for path in sorted(directory.glob("*.json"))]
-        return sorted((i for i in found if i is not None), key=lambda i: (i.label, i.index))
+        return sorted((i for i in found if i is not None), key=lambda i: (i.label, i.index, i.release))
 
     def status(self, instance: Instance) -> InstanceStatus:
         if not _is_ours(instance):
@@ -159,7 +167,7 @@ class LocalDeployer:
         return False
 
     def _record_path(self, instance: Instance) -> Path:
-        return self.root / instance.stream / f"{instance.label}-{instance.index}.json"
+        return self.root / instance.stream / f"{instance.label}-{instance.index}.r{instance.release}.json"
 
 
 def stop_process(pid: int, timeout_s: float = STOP_TIMEOUT_S) -> bool:

@@ -12,7 +12,7 @@ from streams.dag import check
 from streams.deployers.local import Instance, InstanceSpec, InstanceStatus, LocalDeployer
 from streams.dsl import StreamDefinition, parse
 from streams.errors import ConfigError, ServiceUnavailableError
-from streams.platform.manifest import build_manifest
+from streams.platform.manifest import build_manifest, changed_apps
 from streams.registry import Registry
 from streams.state import ReleaseRecord, ReleaseStatus, StateStore, StreamRecord, StreamStatus
 
@@ -72,11 +72,13 @@ class StreamService:
             raw, properties = stream.deployment_properties_raw, dict(stream.deployment_properties or {})
         definitions = self.definitions()
         manifest = build_manifest(definitions[name], properties, self.registry, definitions)
+        manifest["deployment_properties"] = {"raw": raw or "", "parsed": properties}
         self.state.save_deployment_properties(name, raw or "", properties)
         self.state.set_stream_status(name, StreamStatus.DEPLOYING)
+        release = self._next_release(name)
         try:
             self._ensure_topics(manifest)
-            self._start_all(manifest)
+            self._start(manifest, [app["label"] for app in manifest["apps"]], release)
         except Exception:
             self.state.set_stream_status(name, StreamStatus.FAILED)
             self.state.add_release(name, manifest, ReleaseStatus.FAILED)
@@ -94,13 +96,20 @@ class StreamService:
         finally:
             binder.close()
 
-    def _start_all(self, manifest: dict[str, Any]) -> None:
-        """Sinks first, sources last, so each app's readers are there; all ready, or none left running."""
+    def _next_release(self, name: str) -> int:
+        latest = self.state.latest_release(name)
+        return 1 if latest is None else latest.number + 1
+
+    def _start(self, manifest: dict[str, Any], labels: list[str], release: int) -> list[Instance]:
+        """Start the apps `labels` of the manifest, sinks first and sources last, so each app's readers are
+        there; all ready, or none left running."""
         started: list[Instance] = []
         try:
             for app in reversed(manifest["apps"]):
+                if app["label"] not in labels:
+                    continue
                 for index in range(app["count"]):
-                    started.append(self.deployer.start(_spec(manifest["stream"], app, index)))
+                    started.append(self.deployer.start(_spec(manifest["stream"], app, index, release)))
             for instance in started:
                 if not self.deployer.wait_ready(instance, READY_TIMEOUT_S):
                     raise ServiceUnavailableError(
@@ -110,6 +119,67 @@ class StreamService:
             for instance in started:
                 self.deployer.stop(instance)
             raise
+        return started
+
+    # -- changes to a running stream -------------------------------------------------------------------------
+
+    def update(self, name: str, raw: str | None, properties: dict[str, str]) -> tuple[ReleaseRecord, list[str]]:
+        """Merge `properties` into the stream's, and move the apps whose manifest changes to a new release."""
+        stream = self.state.get_stream(name)
+        merged = {**(stream.deployment_properties or {}), **properties}
+        definitions = self.definitions()
+        manifest = build_manifest(definitions[name], merged, self.registry, definitions)
+        joined = ",".join(part for part in (stream.deployment_properties_raw, raw) if part)
+        manifest["deployment_properties"] = {"raw": joined, "parsed": merged}
+        return self._switch(name, manifest)
+
+    def scale(self, name: str, label: str, count: int) -> tuple[ReleaseRecord, list[str]]:
+        return self.update(name, f"deployer.{label}.count={count}", {f"deployer.{label}.count": str(count)})
+
+    def rollback(self, name: str, number: int | None = None) -> tuple[ReleaseRecord, list[str]]:
+        """Deploy an earlier release's manifest (default: the one before the current) as a new release."""
+        releases = self.state.releases(name)
+        current = self._deployed_release(name)
+        if number is None:
+            earlier = [r for r in releases if r.number < current.number]
+            if not earlier:
+                raise ConfigError(f"stream '{name}' has no release before {current.number} to roll back to")
+            number = earlier[-1].number
+        target = self.state.release(name, number)
+        if target.number == current.number:
+            raise ConfigError(f"release {number} of stream '{name}' is the one deployed")
+        return self._switch(name, target.manifest)
+
+    def _deployed_release(self, name: str) -> ReleaseRecord:
+        deployed = [r for r in self.state.releases(name) if r.status == ReleaseStatus.DEPLOYED]
+        if not deployed or not self.deployer.instances(name):
+            raise ConfigError(f"stream '{name}' is not deployed: deploy it first (`tuneflow stream deploy {name}`)")
+        return deployed[-1]
+
+    def _switch(self, name: str, manifest: dict[str, Any]) -> tuple[ReleaseRecord, list[str]]:
+        """Red/black per changed app: start its new instances, wait until ready, then stop the old ones.
+
+        When a new instance never becomes ready, the old ones keep running and the release is recorded failed.
+        """
+        current = self._deployed_release(name)
+        changed = changed_apps(current.manifest, manifest)
+        if not changed:
+            raise ConfigError(f"nothing to change: release {current.number} of stream '{name}' already runs that")
+        if set(changed) - {app["label"] for app in current.manifest["apps"]}:
+            raise ConfigError("the apps of a stream change with a new definition, not with deployment properties")
+        release = self._next_release(name)
+        old = [i for i in self.deployer.instances(name) if i.label in changed]
+        try:
+            self._ensure_topics(manifest)
+            self._start(manifest, changed, release)
+        except Exception:
+            self.state.add_release(name, manifest, ReleaseStatus.FAILED)
+            raise
+        for instance in old:
+            self.deployer.stop(instance)
+        kept = manifest["deployment_properties"]  # a rollback brings back the properties of its release too
+        self.state.save_deployment_properties(name, kept["raw"], kept["parsed"])
+        return self.state.add_release(name, manifest, ReleaseStatus.DEPLOYED), changed
 
     def undeploy(self, name: str) -> list[Instance]:
         """Stop every instance of the stream (each drains and commits); returns what was stopped."""
@@ -136,9 +206,10 @@ class StreamService:
         return [_instance_status(a, b, window_s) for a, b in zip(first, second, strict=True)]
 
 
-def _spec(stream: str, app: dict[str, Any], index: int) -> InstanceSpec:
+def _spec(stream: str, app: dict[str, Any], index: int, release: int) -> InstanceSpec:
     return InstanceSpec(stream=stream, label=app["label"], app=app["app"], kind=app["kind"], index=index,
-                        inputs=app["inputs"], output=app["output"], options=app["options"], uri=app["uri"])
+                        inputs=app["inputs"], output=app["output"], options=app["options"], uri=app["uri"],
+                        release=release)
 
 
 def _instance_status(before: InstanceStatus, after: InstanceStatus, window_s: float) -> AppInstanceStatus:

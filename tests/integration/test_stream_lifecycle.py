@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,7 +49,7 @@ def cli(tmp_path: Path, mongo_uri: str) -> Iterator[Cli]:
         tool("undeploy", stream["name"])
 
 
-def test_create_deploy_scale_status_undeploy_destroy(cli: Cli, kafka_bootstrap: str, mongo_uri: str) -> None:
+def test_create_deploy_status_update_rollback_undeploy_destroy(cli: Cli, kafka_bootstrap: str, mongo_uri: str) -> None:
     stream, database = unique_name("t1"), unique_name("tf_life")
     raw = f"{stream}_raw"
     create_topic(kafka_bootstrap, raw, 2)
@@ -73,7 +75,8 @@ def test_create_deploy_scale_status_undeploy_destroy(cli: Cli, kafka_bootstrap: 
         assert all(s["records_in"] > 0 for s in status if s["label"] != "normalize")
         assert sum(s["records_out"] for s in status if s["label"] == "normalize") == len(items)
         # Rates are over the last second: keep records flowing while status samples them.
-        produce(kafka_bootstrap, raw, [(s.key, s.value, None) for s in samples(20_000, 0.0, seed=10)])
+        more = samples(20_000, 0.0, seed=10, first_id=100_001)
+        produce(kafka_bootstrap, raw, [(s.key, s.value, None) for s in more])
         flowing = cli.json("status", stream)
         assert any(s["in_per_s"] > 0 for s in flowing), flowing
 
@@ -84,15 +87,42 @@ def test_create_deploy_scale_status_undeploy_destroy(cli: Cli, kafka_bootstrap: 
         again = cli("deploy", stream)
         assert again.returncode == 2 and "already deployed" in again.stderr
 
+        # An update restarts only the app it changes, new instances first, while records keep coming.
+        during = samples(6000, 0.0, seed=11, first_id=200_001)
+        feeder = threading.Thread(target=lambda: [
+            (produce(kafka_bootstrap, raw, [(s.key, s.value, None) for s in during[i:i + 500]]), time.sleep(0.25))
+            for i in range(0, len(during), 500)])
+        feeder.start()
+        assert cli.ok("update", stream, "--properties", "deployer.normalize.count=1") == \
+            f"stream {stream} is at release 2: restarted normalize\n"
+        feeder.join()
+        after = cli.json("status", stream)
+        pids_of = lambda rows, label: sorted(r["pid"] for r in rows if r["label"] == label)  # noqa: E731
+        for label in ("kafka", "mongo"):
+            assert pids_of(after, label) == pids_of(status, label), f"{label} restarted"
+        assert len(pids_of(after, "normalize")) == 1
+        assert not set(pids_of(after, "normalize")) & set(pids_of(status, "normalize"))
+        everything = expected_documents([*items, *more, *during])
+        wait_for(lambda: collection.count_documents({}) >= len(everything), 240, "no record lost in the switch")
+        stored = [business_fields(d) for d in collection.find({"_deleted": False})]
+        assert content_checksum(stored) == content_checksum(everything.values())
+
+        assert cli.ok("rollback", stream, "--release", "1") == f"stream {stream} is at release 3: restarted normalize\n"
+        assert [(r["release"], r["status"]) for r in cli.json("history", stream)] == [
+            (1, "superseded"), (2, "superseded"), (3, "deployed")]
+        assert [a["count"] for a in cli.json("manifest", stream)["apps"]] == [1, 2, 1]
+        status = cli.json("status", stream)
+        assert len(status) == 4
+
         pids = [s["pid"] for s in status]
         assert cli.ok("undeploy", stream) == f"undeployed stream {stream}: stopped 4 instances\n"
         assert not any(pid_alive(pid) for pid in pids)
         assert cli.json("status", stream) == []
-        assert [(r["release"], r["status"]) for r in cli.json("history", stream)] == [(1, "undeployed")]
+        assert [r["status"] for r in cli.json("history", stream)] == ["superseded", "superseded", "undeployed"]
 
         # Redeploying without properties reuses the ones given before.
         assert cli.ok("deploy", stream).endswith("kafka×1, normalize×2, mongo×1\n")
-        assert [r["status"] for r in cli.json("history", stream)] == ["undeployed", "deployed"]
+        assert [r["status"] for r in cli.json("history", stream)][-2:] == ["undeployed", "deployed"]
         pids = [s["pid"] for s in cli.json("status", stream)]
         assert len(pids) == 4
         assert cli.ok("destroy", stream) == f"destroyed stream {stream}\n"
