@@ -20,3 +20,17 @@ def mongo_uri() -> str:
 
 def state_db_url() -> str:
     return os.environ.get("TUNEFLOW_DB_URL") or f"sqlite:///{home() / 'tuneflow.db'}"
+
+
+def ready_timeout_s() -> float:
+    """How long a deploy or update waits for a new instance to become ready."""
+    value = os.environ.get("TUNEFLOW_READY_TIMEOUT_S", "90")
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if seconds <= 0:
+        from streams.errors import ConfigError
+
+        raise ConfigError(f"TUNEFLOW_READY_TIMEOUT_S must be a positive number of seconds, got {value!r}")
+    return seconds

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from streams import settings
 from streams.binders.base import Binder
 from streams.dag import check
 from streams.deployers.local import Instance, InstanceSpec, InstanceStatus, LocalDeployer
@@ -16,7 +17,6 @@ from streams.platform.manifest import build_manifest, changed_apps
 from streams.registry import Registry
 from streams.state import ReleaseRecord, ReleaseStatus, StateStore, StreamRecord, StreamStatus
 
-READY_TIMEOUT_S = 90.0
 RATE_WINDOW_S = 1.0
 
 
@@ -110,11 +110,12 @@ class StreamService:
                     continue
                 for index in range(app["count"]):
                     started.append(self.deployer.start(_spec(manifest["stream"], app, index, release)))
+            timeout_s = settings.ready_timeout_s()
             for instance in started:
-                if not self.deployer.wait_ready(instance, READY_TIMEOUT_S):
+                if not self.deployer.wait_ready(instance, timeout_s):
                     raise ServiceUnavailableError(
-                        f"{instance.label}-{instance.index} did not become ready within {READY_TIMEOUT_S:g}s; "
-                        f"its log: {instance.log}")
+                        f"{instance.label}-{instance.index} did not become ready within {timeout_s:g}s "
+                        f"(TUNEFLOW_READY_TIMEOUT_S); its log: {instance.log}")
         except Exception:
             for instance in started:
                 self.deployer.stop(instance)

@@ -147,3 +147,44 @@ def test_user_mistakes_exit_2_with_a_reason(cli: Cli) -> None:
     option = cli("deploy", stream, "--properties", "app.log.levle=INFO")
     assert option.returncode == 2 and "--levle: unknown option" in option.stderr
     assert cli.json("list")[0]["status"] == "undeployed"
+
+
+def test_a_tap_copies_the_normalized_records_and_a_failed_update_keeps_the_old_instances(
+        cli: Cli, kafka_bootstrap: str, mongo_uri: str, tmp_path: Path) -> None:
+    stream, database = unique_name("t3"), unique_name("tf_life")
+    raw = f"{stream}_raw"
+    create_topic(kafka_bootstrap, raw, 2)
+    cli.ok("create", stream, "--definition", f"kafka --topic={raw} | normalize | mongo --database={database}",
+           "--deploy")
+    tap, taps = unique_name("tap"), tmp_path / "taps"
+    cli.ok("create", tap, "--definition", f":{stream}.normalize > file --dir={taps} --name=copy.ndjson", "--deploy")
+    items = samples(3000, invalid_ratio=0.05, seed=12)
+    produce(kafka_bootstrap, raw, [(s.key, s.value, None) for s in items])
+    expected = expected_documents(items)
+    copy = taps / "copy.ndjson"
+
+    def copied() -> int:
+        return len(copy.read_bytes().splitlines()) if copy.exists() else 0
+
+    client: MongoClient[dict[str, Any]] = MongoClient(mongo_uri)
+    try:
+        wait_for(lambda: copied() >= sum(s.valid for s in items), 180, "the tap's full copy")
+        tapped = {orjson.loads(line)["_id"] for line in copy.read_bytes().splitlines()}
+        assert tapped == set(expected)
+
+        # A new mongo that can never become ready: the update fails and the old instance keeps running.
+        before = {s["label"]: s["pid"] for s in cli.json("status", stream)}
+        cli.env["TUNEFLOW_READY_TIMEOUT_S"] = "5"
+        failed = cli("update", stream, "--properties", "app.mongo.uri=mongodb://127.0.0.1:1")
+        assert failed.returncode == 3
+        assert "mongo-0 did not become ready within 5s" in failed.stderr
+        after = {s["label"]: s["pid"] for s in cli.json("status", stream)}
+        assert after == before and all(pid_alive(pid) for pid in after.values())
+        assert [r["status"] for r in cli.json("history", stream)] == ["deployed", "failed"]
+        wait_for(lambda: client[database]["tracks"].count_documents({}) >= len(expected), 120,
+                 "the old sink still writing")
+        cli.ok("destroy", tap)
+        cli.ok("destroy", stream)
+    finally:
+        client.drop_database(database)
+        client.close()

@@ -59,3 +59,13 @@ def test_mistakes_are_named(text: str, message: str) -> None:
 def test_a_piece_that_is_not_key_value_is_named() -> None:
     with pytest.raises(ConfigError, match="cannot read deployment properties at 'nonsense'"):
         parse_properties("deployer.mongo.count=1,nonsense")
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-5"])
+def test_a_bad_readiness_timeout_is_named(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from streams.settings import ready_timeout_s
+
+    monkeypatch.setenv("TUNEFLOW_READY_TIMEOUT_S", value)
+    with pytest.raises(ConfigError, match=f"TUNEFLOW_READY_TIMEOUT_S must be a positive number of seconds, "
+                                          f"got '{value}'"):
+        ready_timeout_s()
