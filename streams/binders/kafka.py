@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewPartitions, NewTopic
 
@@ -140,6 +140,26 @@ class KafkaBinder:
 
     def partitions(self, topic: str) -> int:
         return partition_counts(self._admin_client(), self.bootstrap, self.timeout_s).get(topic, 0)
+
+    def group_lag(self, group: str, topics: Sequence[str]) -> int:
+        counts = partition_counts(self._admin_client(), self.bootstrap, self.timeout_s)
+        partitions = [TopicPartition(t, p) for t in topics for p in range(counts.get(t, 0))]
+        if not partitions:
+            return 0
+        consumer = Consumer({**base_config(self.bootstrap), "group.id": group, "enable.auto.commit": False,
+                             **self._client_config})
+        try:
+            committed = consumer.committed(partitions, timeout=self.timeout_s)
+            lag = 0
+            for tp in committed:
+                low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition),
+                                                           timeout=self.timeout_s)
+                lag += high - (tp.offset if tp.offset >= 0 else low)
+            return lag
+        except KafkaException as exc:
+            raise TransientError(f"cannot read the offsets of group {group!r}: {describe(error_of(exc))}") from exc
+        finally:
+            consumer.close()
 
     def close(self) -> None:
         self._admin = None  # AdminClient has no close; dropping the handle destroys it

@@ -84,6 +84,11 @@ class MemoryBinder:
         with self._cond:
             return len(self._logs[topic][partition])
 
+    def group_lag(self, group: str, topics: Sequence[str]) -> int:
+        with self._cond:
+            return sum(len(log) - (self._committed.get((group, topic, partition)) or 0)
+                       for topic in topics for partition, log in enumerate(self._logs.get(topic, [])))
+
     # -- internals (called with the condition held) ------------------------------------------------------
 
     def _check_open(self) -> None:

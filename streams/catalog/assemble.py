@@ -13,20 +13,17 @@ from streams.catalog import legacy
 from streams.catalog.models import TrackDocument
 
 
-def track_id_batches(conn: Connection, batch_size: int) -> Iterator[list[int]]:
-    """Every track id in key order, in batches, by keyset pagination (no OFFSET scans)."""
-    track = legacy.metadata.tables["track"]
-    last = 0
-    while True:
-        ids = list(
-            conn.execute(
-                select(track.c.track_id).where(track.c.track_id > last).order_by(track.c.track_id).limit(batch_size)
-            ).scalars()
-        )
-        if not ids:
-            return
+def track_id_batches(conn: Connection, batch_size: int, after: int = 0) -> Iterator[list[int]]:
+    """Every track id after `after` in key order, in batches, by keyset pagination (no OFFSET scans)."""
+    while ids := next_track_ids(conn, after, batch_size):
         yield ids
-        last = ids[-1]
+        after = ids[-1]
+
+
+def next_track_ids(conn: Connection, after: int, limit: int) -> list[int]:
+    track = legacy.metadata.tables["track"]
+    return list(conn.execute(
+        select(track.c.track_id).where(track.c.track_id > after).order_by(track.c.track_id).limit(limit)).scalars())
 
 
 def track_payloads(conn: Connection, track_ids: Sequence[int]) -> list[dict[str, Any]]:

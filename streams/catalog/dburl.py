@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
 from sqlalchemy import Engine, create_engine, event
@@ -10,6 +9,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from streams.errors import ConfigError
+from streams.masking import mask_secrets
 
 DialectKind = Literal["postgresql", "mysql", "sqlite"]
 
@@ -30,8 +30,6 @@ SUPPORTED = (
     "(e.g. postgresql://user:password@host:5432/db, mariadb://user:password@host:3306/db, sqlite:///catalog.db)"
 )
 
-_CREDENTIALS = re.compile(r"^(?P<head>[\w+.-]+://[^:/@?#]*:)[^@]*@")
-_QUERY_PASSWORD = re.compile(r"(?P<head>[?&]password=)[^&]*", re.IGNORECASE)
 
 
 def to_sqlalchemy_url(url: str) -> str:
@@ -53,8 +51,7 @@ def to_sqlalchemy_url(url: str) -> str:
 
 def mask_password(url: str) -> str:
     """The URL with its password (in the credentials or the query string) replaced by ***."""
-    masked = _CREDENTIALS.sub(r"\g<head>***@", url, count=1)
-    return _QUERY_PASSWORD.sub(r"\g<head>***", masked)
+    return mask_secrets(url)
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

@@ -18,10 +18,11 @@ def _register_commands() -> None:
     from streams.cli.app import app
     from streams.cli.catalog import catalog
     from streams.cli.demo import demo
+    from streams.cli.run import run
     from streams.cli.schema import schema
     from streams.cli.stream import stream
 
-    for command in (app, catalog, demo, schema, stream):
+    for command in (app, catalog, demo, run, schema, stream):
         cli.add_command(command)
 
 

@@ -42,7 +42,7 @@ def list_apps(kind: str | None, as_json: bool) -> None:
 
 @app.command("register")
 @click.option("--name", required=True, help="Name used in stream definitions.")
-@click.option("--type", "kind", required=True, type=KINDS)
+@click.option("--type", "kind", required=True, type=KINDS, help="What the app is.")
 @click.option("--uri", required=True, help="python:module:attribute of the app class.")
 @click.option("--version", help="[default: the version of the package holding the module]")
 @click.option("--default", "make_default", is_flag=True, help="Make this version the default.")
@@ -110,13 +110,17 @@ def _app_json(record: AppRecord) -> dict[str, object]:
 @click.option("--uri", help="python:module:attribute of the app class [default: the built-in app NAME].")
 @click.option("--stream", required=True, help="Stream name: topic prefix and consumer group.")
 @click.option("--label", help="App label in the stream [default: NAME].")
-@click.option("--instance", default=0, show_default=True, type=click.IntRange(0))
+@click.option("--instance", default=0, show_default=True, type=click.IntRange(0),
+              help="Index of this instance among the app's instances (metrics label, client ids).")
 @click.option("--input", "inputs", multiple=True, help="Input topic (repeatable) [default: none].")
 @click.option("--output", help="Output topic [default: <stream>.<label> for sources and processors].")
 @click.option("--group", help="Consumer group [default: the stream name].")
-@click.option("--binder", "binder_name", default="kafka", show_default=True, type=click.Choice(["kafka", "memory"]))
-@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 100_000))
-@click.option("--batch-timeout-ms", default=200, show_default=True, type=click.IntRange(1, 60_000))
+@click.option("--binder", "binder_name", default="kafka", show_default=True, type=click.Choice(["kafka", "memory"]),
+              help="How apps talk: Kafka topics, or in-process topics (memory).")
+@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 100_000),
+              help="Most records per batch.")
+@click.option("--batch-timeout-ms", default=200, show_default=True, type=click.IntRange(1, 60_000),
+              help="Longest wait to fill a batch.")
 @click.option("--commit-interval-ms", default=1000, show_default=True, type=click.IntRange(0, 600_000),
               help="How often outputs are flushed and input offsets committed (0: after every batch).")
 @click.option("--exactly-once", is_flag=True, help="Kafka transactions for Kafka-to-Kafka processors.")
@@ -124,13 +128,15 @@ def _app_json(record: AppRecord) -> dict[str, object]:
               help="Port of /metrics, /healthz, /readyz (0 picks a free one).")
 @click.option("--port-file", type=click.Path(dir_okay=False),
               help="Write the HTTP port here once it listens (how a deployer learns a port picked with --port 0).")
-@click.option("--log-level", default="INFO", show_default=True)
+@click.option("--log-level", default="INFO", show_default=True, help="DEBUG, INFO, WARNING or ERROR.")
+@click.option("--max-memory-mb", type=click.IntRange(1), help="Past this RSS, drain and exit with code 137 "
+              "(what deployer.<app>.memory sets).")
 @click.argument("app_options", nargs=-1, type=click.UNPROCESSED)
 def run(name: str, kind: str | None, uri: str | None, stream: str, label: str | None, instance: int,
         inputs: tuple[str, ...],
         output: str | None, group: str | None, binder_name: str, batch_size: int, batch_timeout_ms: int,
         commit_interval_ms: int, exactly_once: bool, port: int, port_file: str | None,
-        log_level: str, app_options: tuple[str, ...]) -> None:
+        log_level: str, max_memory_mb: int | None, app_options: tuple[str, ...]) -> int:
     """Run one instance of app NAME until SIGTERM. App options follow as --key=value.
 
     \b
@@ -153,4 +159,5 @@ def run(name: str, kind: str | None, uri: str | None, stream: str, label: str | 
     options = parse_option_tokens([t for t in app_options if t != "--"])
     binder = create_binder(binder_name, bootstrap=settings.kafka_bootstrap()) if binder_name == "kafka" \
         else create_binder(binder_name)
-    run_instance(build_instance(name, app_class.kind, options, spec, binder, port=port, uri=uri), port_file)
+    instance = build_instance(name, app_class.kind, options, spec, binder, port=port, uri=uri)
+    return run_instance(instance, port_file, max_memory_mb)

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from pathlib import Path
 
 import click
 
 from streams import settings
+from streams.binders.factory import create_binder
 from streams.catalog.dburl import make_engine
 from streams.catalog.generator import generate_catalog
-from streams.migration.backfill import backfill_tracks
 from streams.migration.verify import verify_tracks
+from streams.platform.run import EmbeddedRun, RunResult
+from streams.registry import Registry
+from streams.state import open_state
 from streams.stores.embedded import EmbeddedStore
 
 
@@ -21,9 +25,10 @@ from streams.stores.embedded import EmbeddedStore
               help="Size of the synthetic legacy catalog.")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where the demo's legacy database and store live [default: $TUNEFLOW_HOME/demo].")
-@click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(1, 50_000))
+@click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(1, 50_000),
+              help="Tracks per read and per bulk write.")
 def demo(tracks: int, workdir: Path | None, batch_size: int) -> None:
-    """Generate a legacy catalog in SQLite, backfill it into the embedded store, verify every document."""
+    """Generate a legacy catalog in SQLite, move it into the embedded store with a stream, verify every document."""
     workdir = workdir or settings.home() / "demo"
     if workdir.exists():
         shutil.rmtree(workdir)
@@ -36,16 +41,20 @@ def demo(tracks: int, workdir: Path | None, batch_size: int) -> None:
         generated = generate_catalog(legacy_url, tracks=tracks, mode="replace", progress=bar.update)
     click.echo(f"    {_counts(generated.counts)}")
 
-    engine = make_engine(legacy_url)
-    store = EmbeddedStore(workdir / "store")
-    try:
-        click.echo("2/3 backfilling catalog.tracks in the embedded store")
-        with click.progressbar(length=tracks, label="    backfill", file=click.get_text_stream("stderr")) as bar:
-            backfill = backfill_tracks(engine, store, batch_size=batch_size, progress=bar.update)
-        click.echo(f"    read {backfill.read:,}, written {backfill.written:,}, rejected {len(backfill.rejected):,}")
-        for track_id, reason in list(backfill.rejected.items())[:5]:
-            click.echo(f"    rejected track {track_id}: {reason}")
+    store_path = workdir / "store"
+    definition = f"jdbc --url={legacy_url} | normalize | mongo --uri=embedded://{store_path}"
+    click.echo("2/3 moving the tracks into catalog.tracks of the embedded store with the stream")
+    click.echo(f'    tuneflow run "{definition}"')
+    result = _run_stream(definition, tracks, batch_size, workdir / "dead-letters")
+    sink = result.totals[-1]
+    click.echo(f"    read {result.totals[0].records_out:,}, written {sink.records_out:,}, "
+               f"dead letters {sum(t.dead_letters for t in result.totals):,}")
+    for topic, path in result.dead_letter_files.items():
+        click.echo(f"    dead letters of {topic}: {path}")
 
+    engine = make_engine(legacy_url)
+    store = EmbeddedStore(store_path)
+    try:
         click.echo("3/3 verifying every document against the legacy tables")
         with click.progressbar(length=tracks, label="    verify", file=click.get_text_stream("stderr")) as bar:
             report = verify_tracks(engine, store, batch_size=batch_size, progress=bar.update)
@@ -62,6 +71,25 @@ def demo(tracks: int, workdir: Path | None, batch_size: int) -> None:
     if not report.ok:
         raise click.ClickException("the store does not match the legacy catalog")
     click.echo(f"OK — the store matches the legacy catalog. Files: {workdir}")
+
+
+def _run_stream(definition: str, tracks: int, batch_size: int, dlq_dir: Path) -> RunResult:
+    """The stream on the memory binder, to its end, with a progress bar over what the sink has written."""
+    embedded = EmbeddedRun(name="demo", definition=definition, binder=create_binder("memory"),
+                           registry=Registry(open_state()), batch_size=batch_size, dlq_dir=dlq_dir)
+    embedded.start()
+    with click.progressbar(length=tracks, label="    stream", file=click.get_text_stream("stderr")) as bar:
+        shown = [0]
+
+        def tick() -> None:
+            handled = sum(t.records_out + t.dead_letters for t in embedded.deployer.totals() if t.kind != "source")
+            done = min(tracks, handled // 2)  # each track passes normalize, then the sink
+            bar.update(done - shown[0])
+            shown[0] = done
+
+        result = embedded.wait(threading.Event(), on_tick=tick)
+        bar.update(tracks - shown[0])
+    return result
 
 
 def _counts(counts: dict[str, int]) -> str:

@@ -11,6 +11,8 @@ import orjson
 from streams.dag import check
 from streams.dsl import check_stream_name, parse
 from streams.errors import ConfigError
+from streams.masking import mask_secrets
+from streams.platform.diff import ReleaseDiff
 from streams.platform.properties import parse_properties, read_properties_file
 from streams.platform.service import StreamService
 from streams.state import ReleaseRecord
@@ -37,16 +39,16 @@ def validate(name: str, definition: str, as_json: bool) -> None:
     check_stream_name(name)
     report = check(parse(name, definition), _service().definitions())
     if as_json:
-        click.echo(orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2).decode())
+        _echo(orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2).decode())
         return
-    click.echo(f"stream {name}: valid")
-    click.echo(f"  {report.to_json()['definition']}")
+    _echo(f"stream {name}: valid")
+    _echo(f"  {report.to_json()['definition']}")
     for app in report.apps:
         inputs = ", ".join(app.inputs) or "-"
         outputs = ", ".join(app.outputs) or "-"
-        click.echo(f"  {app.label:<14} {app.kind:<10} {app.app:<12} in: {inputs}  out: {outputs}")
+        _echo(f"  {app.label:<14} {app.kind:<10} {app.app:<12} in: {inputs}  out: {outputs}")
     for destination in report.destinations.values():
-        click.echo(f"  :{destination.name:<13} writers: {', '.join(destination.writers) or '-'}  "
+        _echo(f"  :{destination.name:<13} writers: {', '.join(destination.writers) or '-'}  "
                    f"readers: {', '.join(destination.readers) or '-'}")
 
 
@@ -59,8 +61,13 @@ def _service() -> StreamService:
     return StreamService(open_state(), LocalDeployer(settings.home()), lambda: create_binder("kafka"))
 
 
+def _echo(text: str) -> None:
+    """Everything this command prints, with passwords in URLs masked (definitions and options hold URLs)."""
+    click.echo(mask_secrets(text))
+
+
 def _echo_json(value: object) -> None:
-    click.echo(orjson.dumps(value, default=str, option=orjson.OPT_INDENT_2).decode())
+    _echo(orjson.dumps(value, default=str, option=orjson.OPT_INDENT_2).decode())
 
 
 def _properties(properties: str | None, properties_file: str | None) -> tuple[str | None, dict[str, str] | None]:
@@ -82,10 +89,10 @@ def create(name: str, definition: str, description: str | None, and_deploy: bool
     """Define a stream; nothing runs until `stream deploy`."""
     service = _service()
     record = service.create(name, definition, description)
-    click.echo(f"created stream {name}: {record.canonical}")
+    _echo(f"created stream {name}: {record.canonical}")
     if and_deploy:
         release = service.deploy(name, "", {})
-        click.echo(f"deployed stream {name} (release {release.number})")
+        _echo(f"deployed stream {name} (release {release.number})")
 
 
 @stream.command("deploy")
@@ -98,7 +105,7 @@ def deploy(name: str, properties: str | None, properties_file: str | None) -> No
     raw, parsed = _properties(properties, properties_file)
     release = _service().deploy(name, raw, parsed)
     counts = ", ".join(f"{a['label']}×{a['count']}" for a in release.manifest["apps"])
-    click.echo(f"deployed stream {name} (release {release.number}): {counts}")
+    _echo(f"deployed stream {name} (release {release.number}): {counts}")
 
 
 @stream.command("undeploy")
@@ -106,7 +113,7 @@ def deploy(name: str, properties: str | None, properties_file: str | None) -> No
 def undeploy(name: str) -> None:
     """Stop every instance of the stream (each drains, flushes and commits first)."""
     stopped = _service().undeploy(name)
-    click.echo(f"undeployed stream {name}: stopped {len(stopped)} instance{'s' if len(stopped) != 1 else ''}")
+    _echo(f"undeployed stream {name}: stopped {len(stopped)} instance{'s' if len(stopped) != 1 else ''}")
 
 
 @stream.command("destroy")
@@ -114,7 +121,7 @@ def undeploy(name: str) -> None:
 def destroy(name: str) -> None:
     """Undeploy the stream if it runs, then delete its definition and history."""
     _service().destroy(name)
-    click.echo(f"destroyed stream {name}")
+    _echo(f"destroyed stream {name}")
 
 
 @stream.command("list")
@@ -126,7 +133,7 @@ def list_streams(as_json: bool) -> None:
         _echo_json([{"name": s.name, "status": s.status.value, "definition": s.canonical} for s in streams])
         return
     for record in streams:
-        click.echo(f"{record.name:<16} {record.status.value:<11} {record.canonical}")
+        _echo(f"{record.name:<16} {record.status.value:<11} {record.canonical}")
 
 
 @stream.command("info")
@@ -141,11 +148,11 @@ def info(name: str, as_json: bool) -> None:
                     "deployment_properties": record.deployment_properties_raw,
                     "created_at": record.created_at, "updated_at": record.updated_at})
         return
-    click.echo(f"stream {record.name} ({record.status.value})")
-    click.echo(f"  definition: {record.canonical}")
+    _echo(f"stream {record.name} ({record.status.value})")
+    _echo(f"  definition: {record.canonical}")
     if record.description:
-        click.echo(f"  description: {record.description}")
-    click.echo(f"  deployment properties: {record.deployment_properties_raw or '(none)'}")
+        _echo(f"  description: {record.description}")
+    _echo(f"  deployment properties: {record.deployment_properties_raw or '(none)'}")
 
 
 @stream.command("status")
@@ -158,12 +165,12 @@ def status(name: str, as_json: bool) -> None:
         _echo_json([asdict(i) for i in instances])
         return
     if not instances:
-        click.echo(f"stream {name}: no instances (not deployed)")
+        _echo(f"stream {name}: no instances (not deployed)")
         return
-    click.echo(f"{'app':<14} {'pid':>7} {'state':<9} {'in/s':>9} {'out/s':>9} {'failed/s':>9} {'lag':>8}")
+    _echo(f"{'app':<14} {'pid':>7} {'state':<9} {'in/s':>9} {'out/s':>9} {'failed/s':>9} {'lag':>8}")
     for i in instances:
         state = i.state if i.state != "up" or i.ready else "up, not ready"
-        click.echo(f"{i.label + '-' + str(i.index):<14} {i.pid:>7} {state:<9} {i.in_per_s:>9.1f} "
+        _echo(f"{i.label + '-' + str(i.index):<14} {i.pid:>7} {state:<9} {i.in_per_s:>9.1f} "
                    f"{i.out_per_s:>9.1f} {i.failed_per_s:>9.1f} {i.lag:>8.0f}")
 
 
@@ -177,7 +184,7 @@ def history(name: str, as_json: bool) -> None:
         _echo_json([{"release": r.number, "status": r.status.value, "created_at": r.created_at} for r in releases])
         return
     for release in releases:
-        click.echo(f"{release.number:>4}  {release.status.value:<11} {release.created_at:%Y-%m-%d %H:%M:%S}")
+        _echo(f"{release.number:>4}  {release.status.value:<11} {release.created_at:%Y-%m-%d %H:%M:%S}")
 
 
 @stream.command("manifest")
@@ -193,20 +200,57 @@ def manifest(name: str, number: int | None, as_json: bool) -> None:
     _echo_json(release.manifest)
 
 
-def _switched(name: str, release: ReleaseRecord, changed: list[str]) -> None:
-    click.echo(f"stream {name} is at release {release.number}: restarted {', '.join(changed)}")
+def _switched(name: str, release: ReleaseRecord, diff: ReleaseDiff) -> None:
+    for line in diff.lines():
+        _echo(line)
+    moves = [(verb, [a.label for a in diff.apps if a.change == change])
+             for verb, change in (("restarted", "changed"), ("started", "added"), ("stopped", "removed"))]
+    done = "; ".join(f"{verb} {', '.join(labels)}" for verb, labels in moves if labels)
+    _echo(f"stream {name} is at release {release.number}: {done}")
 
 
 @stream.command("update")
 @click.argument("name")
 @click.option("--properties", help='Properties to change, "k=v,…" (merged into the current ones).')
 @click.option("--properties-file", type=click.Path(exists=True, dir_okay=False), help="One key=value per line.")
-def update(name: str, properties: str | None, properties_file: str | None) -> None:
-    """Change a deployed stream's properties; only the apps that change restart (red/black: new ones first)."""
+@click.option("--definition", help="A new DSL for the stream: apps may be added, removed or rewired.")
+@click.option("--dry-run", is_flag=True, help="With --definition: print what would change, change nothing.")
+def update(name: str, properties: str | None, properties_file: str | None, definition: str | None,
+           dry_run: bool) -> None:
+    """Change a stream. With --properties, only the apps whose settings change restart; with --definition, the
+    apps added or changed start, then the removed and replaced ones stop (red/black: new ones first, and an
+    app whose input topic goes out of use drains it before it stops). A diff of the release is printed.
+
+    \b
+    Examples:
+      tuneflow stream update t1 --properties "app.normalize.strict=true"
+      tuneflow stream update t1 --definition "kafka --topic=raw | normalize | file --dir=/tmp/out" --dry-run
+    """
+    if definition is not None:
+        if properties is not None or properties_file is not None:
+            raise click.UsageError("give --definition or --properties, one change at a time")
+        _redefine(name, definition, dry_run)
+        return
+    if dry_run:
+        raise click.UsageError("--dry-run goes with --definition")
     raw, parsed = _properties(properties, properties_file)
     if parsed is None:
-        raise click.UsageError("give --properties or --properties-file with what to change")
+        raise click.UsageError("give --properties, --properties-file or --definition with what to change")
     _switched(name, *_service().update(name, raw, parsed))
+
+
+def _redefine(name: str, definition: str, dry_run: bool) -> None:
+    result = _service().redefine(name, definition, dry_run=dry_run)
+    if result.dropped_properties:
+        _echo(f"deployment properties dropped (no such app in the new definition): "
+                   f"{', '.join(result.dropped_properties)}")
+    if result.release is not None:
+        _switched(name, result.release, result.diff)
+        return
+    for line in result.diff.lines():
+        _echo(line)
+    _echo(f"dry run: stream {name} is unchanged" if dry_run
+               else f"stream {name} is not deployed: its definition is changed, nothing restarted")
 
 
 @stream.command("rollback")

@@ -47,6 +47,7 @@ class InstanceSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     uri: str | None = None  # the registered version's python:module:attribute
     release: int = 0  # during an update the old and the new release of an app run side by side
+    memory_mb: int | None = None  # deployer.<app>.memory: the instance drains and exits past this RSS
 
     @property
     def name(self) -> str:
@@ -122,6 +123,8 @@ class LocalDeployer:
             command += ["--group", spec.group]
         if spec.uri:
             command += ["--uri", spec.uri]
+        if spec.memory_mb is not None:
+            command += ["--max-memory-mb", str(spec.memory_mb)]
         return [*command, "--", *(f"--{key}={value}" for key, value in spec.options.items())]
 
     def stop(self, instance: Instance, timeout_s: float = STOP_TIMEOUT_S) -> None:

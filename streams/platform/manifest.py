@@ -31,8 +31,3 @@ def build_manifest(definition: StreamDefinition, properties: dict[str, str], reg
                      "count": deployment.count, "memory": deployment.memory})
     return {"stream": resolved.name, "definition": report.to_json()["definition"], "apps": apps}
 
-
-def changed_apps(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """Labels whose manifest entry differs between two releases (the apps an update restarts)."""
-    before = {app["label"]: app for app in old["apps"]}
-    return [app["label"] for app in new["apps"] if before.get(app["label"]) != app]

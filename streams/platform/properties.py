@@ -100,3 +100,33 @@ def _apply(deployment: AppDeployment, prefix: str, name: str, value: str, key: s
     else:
         raise ConfigError(f"unknown deployer property '{key}'.{did_you_mean(name, DEPLOYER_KEYS)} "
                           f"Deployer properties: {', '.join(DEPLOYER_KEYS)}")
+
+
+def split_by_labels(properties: dict[str, str], labels: Sequence[str]) -> tuple[dict[str, str], list[str]]:
+    """The properties that still name an app of `labels` (or `*`), and the keys of those that name none."""
+    kept: dict[str, str] = {}
+    dropped: list[str] = []
+    for key, value in properties.items():
+        target = key.split(".")[1] if key.count(".") >= 1 else ""
+        if target in ("*", "") or target in labels:
+            kept[key] = value
+        else:
+            dropped.append(key)
+    return kept, dropped
+
+
+def format_properties(properties: dict[str, str]) -> str:
+    """The inverse of `parse_properties`: values holding a comma, quote or outer space are quoted."""
+    def value(text: str) -> str:
+        if not any(c in text for c in ",\"'") and text == text.strip():
+            return text
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    return ",".join(f"{key}={value(v)}" for key, v in properties.items())
+
+
+def memory_mb(size: str) -> int:
+    """`deployer.<app>.memory` in MiB: 512m → 512, 1g → 1024, 2048k → 2; a bare number is MiB, as in SCDF."""
+    number, unit = (int(size[:-1]), size[-1].lower()) if size[-1].isalpha() else (int(size), "")
+    factor = {"k": 1 / 1024, "m": 1, "g": 1024, "": 1}[unit]
+    return max(1, int(number * factor))

@@ -13,11 +13,24 @@ from streams.dag import check
 from streams.deployers.local import Instance, InstanceSpec, InstanceStatus, LocalDeployer
 from streams.dsl import StreamDefinition, parse
 from streams.errors import ConfigError, ServiceUnavailableError
-from streams.platform.manifest import build_manifest, changed_apps
+from streams.platform.diff import ReleaseDiff, diff_manifests
+from streams.platform.manifest import build_manifest
+from streams.platform.properties import format_properties, memory_mb, split_by_labels
 from streams.registry import Registry
 from streams.state import ReleaseRecord, ReleaseStatus, StateStore, StreamRecord, StreamStatus
+from streams.suggest import did_you_mean
 
 RATE_WINDOW_S = 1.0
+DRAIN_POLL_S = 0.5
+
+
+@dataclass(frozen=True)
+class Redefinition:
+    """What `stream update --definition` did: the diff, the new release (None if not deployed), dropped keys."""
+
+    diff: ReleaseDiff
+    release: ReleaseRecord | None
+    dropped_properties: list[str]
 
 
 @dataclass(frozen=True)
@@ -58,7 +71,7 @@ class StreamService:
 
     def definitions(self) -> dict[str, StreamDefinition]:
         """Every stored stream, parsed."""
-        return {s.name: parse(s.name, s.canonical) for s in self.state.list_streams()}
+        return stored_definitions(self.state)
 
     # -- deployment ------------------------------------------------------------------------------------------
 
@@ -124,9 +137,10 @@ class StreamService:
 
     # -- changes to a running stream -------------------------------------------------------------------------
 
-    def update(self, name: str, raw: str | None, properties: dict[str, str]) -> tuple[ReleaseRecord, list[str]]:
+    def update(self, name: str, raw: str | None, properties: dict[str, str]) -> tuple[ReleaseRecord, ReleaseDiff]:
         """Merge `properties` into the stream's, and move the apps whose manifest changes to a new release."""
         stream = self.state.get_stream(name)
+        self._deployed_release(name)
         merged = {**(stream.deployment_properties or {}), **properties}
         definitions = self.definitions()
         manifest = build_manifest(definitions[name], merged, self.registry, definitions)
@@ -134,11 +148,65 @@ class StreamService:
         manifest["deployment_properties"] = {"raw": joined, "parsed": merged}
         return self._switch(name, manifest)
 
-    def scale(self, name: str, label: str, count: int) -> tuple[ReleaseRecord, list[str]]:
+    def redefine(self, name: str, definition: str, dry_run: bool = False) -> Redefinition:
+        """A new DSL for an existing stream. Deployed: red/black for the apps added or changed, then the removed
+        ones stop (each after draining what it still had to read). Not deployed: only the definition changes.
+
+        Properties that name an app the new definition no longer has are dropped (listed in the result).
+        """
+        stream = self.state.get_stream(name)
+        definitions = {**self.definitions(), name: parse(name, definition)}
+        self._check_dependents(name, definitions)
+        current = self._running_release(name)
+        labels = [node.label for node in check(definitions[name], definitions).definition.apps]
+        properties, dropped = split_by_labels(dict(stream.deployment_properties or {}), labels)
+        manifest = build_manifest(definitions[name], properties, self.registry, definitions)
+        raw = stream.deployment_properties_raw if not dropped else format_properties(properties)
+        manifest["deployment_properties"] = {"raw": raw or "", "parsed": properties}
+        old = current.manifest if current is not None else self._manifest_of(stream)
+        diff = diff_manifests(old, manifest)
+        if old["definition"] == manifest["definition"]:
+            raise ConfigError(f"stream '{name}' already has that definition: {manifest['definition']}")
+        if dry_run:
+            return Redefinition(diff, None, dropped)
+        if current is None:
+            self.state.update_stream_definition(name, definition, manifest["definition"])
+            self.state.save_deployment_properties(name, raw or "", properties)
+            return Redefinition(diff, None, dropped)
+        release, diff = self._switch(name, manifest)
+        return Redefinition(diff, release, dropped)
+
+    def _check_dependents(self, name: str, definitions: dict[str, StreamDefinition]) -> None:
+        """Every other stream must still check with `name` redefined (a tap may read an app that goes away)."""
+        for other, definition in definitions.items():
+            if other == name:
+                continue
+            try:
+                check(definition, definitions)
+            except ConfigError as exc:
+                raise ConfigError(f"stream '{other}' depends on '{name}' and would break: {exc}") from None
+
+    def _manifest_of(self, stream: StreamRecord) -> dict[str, Any]:
+        """The stream's manifest as it would deploy now; just its definition if that no longer resolves."""
+        definitions = self.definitions()
+        try:
+            return build_manifest(definitions[stream.name], dict(stream.deployment_properties or {}),
+                                  self.registry, definitions)
+        except ConfigError:
+            return {"stream": stream.name, "definition": stream.canonical, "apps": []}
+
+    def scale(self, name: str, label: str, count: int) -> tuple[ReleaseRecord, ReleaseDiff]:
+        self.state.get_stream(name)
+        definitions = self.definitions()
+        labels = [node.label for node in check(definitions[name], definitions).definition.apps]
+        if label not in labels:
+            raise ConfigError(f"stream '{name}' has no app '{label}'.{did_you_mean(label, labels)} "
+                              f"Apps: {', '.join(labels)}")
         return self.update(name, f"deployer.{label}.count={count}", {f"deployer.{label}.count": str(count)})
 
-    def rollback(self, name: str, number: int | None = None) -> tuple[ReleaseRecord, list[str]]:
-        """Deploy an earlier release's manifest (default: the one before the current) as a new release."""
+    def rollback(self, name: str, number: int | None = None) -> tuple[ReleaseRecord, ReleaseDiff]:
+        """Deploy an earlier release's manifest (default: the one before the current) as a new release; an
+        earlier definition comes back with it."""
         releases = self.state.releases(name)
         current = self._deployed_release(name)
         if number is None:
@@ -149,38 +217,70 @@ class StreamService:
         target = self.state.release(name, number)
         if target.number == current.number:
             raise ConfigError(f"release {number} of stream '{name}' is the one deployed")
+        definitions = {**self.definitions(), name: parse(name, target.manifest["definition"])}
+        self._check_dependents(name, definitions)
         return self._switch(name, target.manifest)
 
-    def _deployed_release(self, name: str) -> ReleaseRecord:
+    def _running_release(self, name: str) -> ReleaseRecord | None:
         deployed = [r for r in self.state.releases(name) if r.status == ReleaseStatus.DEPLOYED]
         if not deployed or not self.deployer.instances(name):
-            raise ConfigError(f"stream '{name}' is not deployed: deploy it first (`tuneflow stream deploy {name}`)")
+            return None
         return deployed[-1]
 
-    def _switch(self, name: str, manifest: dict[str, Any]) -> tuple[ReleaseRecord, list[str]]:
-        """Red/black per changed app: start its new instances, wait until ready, then stop the old ones.
+    def _deployed_release(self, name: str) -> ReleaseRecord:
+        release = self._running_release(name)
+        if release is None:
+            raise ConfigError(f"stream '{name}' is not deployed: deploy it first (`tuneflow stream deploy {name}`)")
+        return release
+
+    def _switch(self, name: str, manifest: dict[str, Any]) -> tuple[ReleaseRecord, ReleaseDiff]:
+        """Red/black per changed app: start its new instances, wait until ready, then stop the old ones, upstream
+        first; an old app whose input no new app reads drains it before it stops.
 
         When a new instance never becomes ready, the old ones keep running and the release is recorded failed.
         """
         current = self._deployed_release(name)
-        changed = changed_apps(current.manifest, manifest)
-        if not changed:
+        diff = diff_manifests(current.manifest, manifest)
+        if diff.empty:
             raise ConfigError(f"nothing to change: release {current.number} of stream '{name}' already runs that")
-        if set(changed) - {app["label"] for app in current.manifest["apps"]}:
-            raise ConfigError("the apps of a stream change with a new definition, not with deployment properties")
         release = self._next_release(name)
-        old = [i for i in self.deployer.instances(name) if i.label in changed]
+        old = self.deployer.instances(name)
         try:
             self._ensure_topics(manifest)
-            self._start(manifest, changed, release)
+            self._start(manifest, diff.restarted, release)
         except Exception:
             self.state.add_release(name, manifest, ReleaseStatus.FAILED)
             raise
-        for instance in old:
-            self.deployer.stop(instance)
+        self._retire(name, old, current.manifest, manifest, set(diff.restarted) | set(diff.removed))
         kept = manifest["deployment_properties"]  # a rollback brings back the properties of its release too
         self.state.save_deployment_properties(name, kept["raw"], kept["parsed"])
-        return self.state.add_release(name, manifest, ReleaseStatus.DEPLOYED), changed
+        if manifest["definition"] != self.state.get_stream(name).canonical:
+            self.state.update_stream_definition(name, manifest["definition"], manifest["definition"])
+        return self.state.add_release(name, manifest, ReleaseStatus.DEPLOYED), diff
+
+    def _retire(self, name: str, running: list[Instance], old: dict[str, Any], new: dict[str, Any],
+                labels: set[str]) -> None:
+        """Stop the old instances of `labels`, upstream first, so each one's readers can take what it flushed."""
+        read_by_new = {topic for app in new["apps"] for topic in app["inputs"]}
+        for app in old["apps"]:
+            if app["label"] not in labels:
+                continue
+            orphaned = [t for t in app["inputs"] if t not in read_by_new]
+            if orphaned and app["kind"] != "source":
+                self._drain(name, orphaned)
+            for instance in running:
+                if instance.label == app["label"]:
+                    self.deployer.stop(instance)
+
+    def _drain(self, group: str, topics: list[str]) -> None:
+        """Wait (at most TUNEFLOW_READY_TIMEOUT_S) until `group` has committed everything in `topics`."""
+        deadline = time.monotonic() + settings.ready_timeout_s()
+        binder = self._binder()
+        try:
+            while binder.group_lag(group, topics) > 0 and time.monotonic() < deadline:
+                time.sleep(DRAIN_POLL_S)
+        finally:
+            binder.close()
 
     def undeploy(self, name: str) -> list[Instance]:
         """Stop every instance of the stream (each drains and commits); returns what was stopped."""
@@ -207,10 +307,14 @@ class StreamService:
         return [_instance_status(a, b, window_s) for a, b in zip(first, second, strict=True)]
 
 
+def stored_definitions(state: StateStore) -> dict[str, StreamDefinition]:
+    return {s.name: parse(s.name, s.canonical) for s in state.list_streams()}
+
+
 def _spec(stream: str, app: dict[str, Any], index: int, release: int) -> InstanceSpec:
     return InstanceSpec(stream=stream, label=app["label"], app=app["app"], kind=app["kind"], index=index,
                         inputs=app["inputs"], output=app["output"], options=app["options"], uri=app["uri"],
-                        release=release)
+                        release=release, memory_mb=memory_mb(app["memory"]) if app.get("memory") else None)
 
 
 def _instance_status(before: InstanceStatus, after: InstanceStatus, window_s: float) -> AppInstanceStatus:

@@ -88,6 +88,11 @@ class SourceApp(App[OptionsT]):
     def ack(self, records: Sequence[Record]) -> None:
         """The records are durable downstream; the source may forget them (commit offsets, feedback LSN)."""
 
+    @property
+    def exhausted(self) -> bool:
+        """A bounded source (a snapshot) has emitted everything; an unbounded one never is."""
+        return False
+
 
 class ProcessorApp(App[OptionsT]):
     kind: ClassVar[AppKind] = "processor"

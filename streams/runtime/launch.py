@@ -17,6 +17,7 @@ from streams.errors import ConfigError
 from streams.runtime.contract import AppContext, AppKind, parse_options
 from streams.runtime.health import HealthServer, beating
 from streams.runtime.loader import import_app, load_app
+from streams.runtime.memory import EXIT_MEMORY, MemoryGuard
 from streams.runtime.metrics import AppMetrics
 from streams.runtime.runner import Runner, RunSpec
 
@@ -52,9 +53,19 @@ def build_instance(app_name: str, kind: AppKind | None, options: dict[str, Any],
     return Instance(runner, http)
 
 
-def run_instance(instance: Instance, port_file: str | None = None) -> None:
-    """Serve until SIGTERM/SIGINT, then drain the batch in hand, flush, commit and exit."""
+def run_instance(instance: Instance, port_file: str | None = None, max_memory_mb: int | None = None) -> int:
+    """Serve until SIGTERM/SIGINT, then drain the batch in hand, flush, commit and return the exit code: 0, or
+    EXIT_MEMORY when the instance stopped because its RSS went past `max_memory_mb`."""
     runner = instance.runner
+    guard = None
+    if max_memory_mb is not None:
+        def over_limit(used_mb: float) -> None:
+            runner.log.error("memory limit exceeded: RSS %.0f MiB > %d MiB (deployer.%s.memory); draining and "
+                             "exiting", used_mb, max_memory_mb, runner.spec.label)
+            runner.stop()
+
+        guard = MemoryGuard(max_memory_mb, over_limit)
+        guard.start()
 
     def on_signal(signum: int, _frame: object) -> None:
         runner.log.info("received %s: draining", signal.Signals(signum).name)
@@ -70,8 +81,11 @@ def run_instance(instance: Instance, port_file: str | None = None) -> None:
     try:
         runner.run()
     finally:
+        if guard is not None:
+            guard.close()
         if instance.http is not None:
             instance.http.close()
+    return EXIT_MEMORY if guard is not None and guard.exceeded_at is not None else 0
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -92,3 +92,21 @@ def test_a_process_that_ignores_sigterm_is_killed_after_the_timeout() -> None:
     assert stubborn.stdout is not None and stubborn.stdout.readline() == b"ready\n"
     assert stop_process(stubborn.pid, timeout_s=1) is True  # True: it took a SIGKILL
     assert not pid_alive(stubborn.pid)
+
+
+def test_an_instance_past_its_memory_limit_drains_and_goes_down_saying_why(
+        kafka_bootstrap: str, tmp_path: Path) -> None:
+    stream = unique_name("tfm")
+    create_topic(kafka_bootstrap, f"{stream}_raw", 1)
+    deployer = LocalDeployer(tmp_path)
+    spec = InstanceSpec(stream=stream, label="normalize", app="normalize", kind="processor",
+                        inputs=[f"{stream}_raw"], output=f"{stream}.normalize", memory_mb=5)
+    assert "--max-memory-mb" in deployer._command(spec, tmp_path / "port")
+    instance = deployer.start(spec)
+    try:
+        wait_for(lambda: deployer.status(instance).state == "down", 60, "the instance to stop")
+        assert not pid_alive(instance.pid)
+        log = Path(instance.log).read_text()
+        assert "memory limit exceeded: RSS" in log and "> 5 MiB (deployer.normalize.memory)" in log
+    finally:
+        deployer.stop(instance)

@@ -93,8 +93,9 @@ def test_create_deploy_status_update_rollback_undeploy_destroy(cli: Cli, kafka_b
             (produce(kafka_bootstrap, raw, [(s.key, s.value, None) for s in during[i:i + 500]]), time.sleep(0.25))
             for i in range(0, len(during), 500)])
         feeder.start()
-        assert cli.ok("update", stream, "--properties", "deployer.normalize.count=1") == \
-            f"stream {stream} is at release 2: restarted normalize\n"
+        updated = cli.ok("update", stream, "--properties", "deployer.normalize.count=1").splitlines()
+        assert updated[-1] == f"stream {stream} is at release 2: restarted normalize"
+        assert "  ~ normalize      changed  count 2 → 1" in updated and "  = mongo          same" in updated
         feeder.join()
         after = cli.json("status", stream)
         pids_of = lambda rows, label: sorted(r["pid"] for r in rows if r["label"] == label)  # noqa: E731
@@ -107,7 +108,8 @@ def test_create_deploy_status_update_rollback_undeploy_destroy(cli: Cli, kafka_b
         stored = [business_fields(d) for d in collection.find({"_deleted": False})]
         assert content_checksum(stored) == content_checksum(everything.values())
 
-        assert cli.ok("rollback", stream, "--release", "1") == f"stream {stream} is at release 3: restarted normalize\n"
+        rolled = cli.ok("rollback", stream, "--release", "1").splitlines()
+        assert rolled[-1] == f"stream {stream} is at release 3: restarted normalize"
         assert [(r["release"], r["status"]) for r in cli.json("history", stream)] == [
             (1, "superseded"), (2, "superseded"), (3, "deployed")]
         assert [a["count"] for a in cli.json("manifest", stream)["apps"]] == [1, 2, 1]
@@ -188,3 +190,74 @@ def test_a_tap_copies_the_normalized_records_and_a_failed_update_keeps_the_old_i
     finally:
         client.drop_database(database)
         client.close()
+
+
+def _lines_by_id(directory: Path) -> dict[int, list[dict[str, Any]]]:
+    found: dict[int, list[dict[str, Any]]] = {}
+    for path in directory.glob("*.ndjson"):
+        for line in path.read_bytes().splitlines():
+            document = orjson.loads(line)
+            found.setdefault(document["_id"], []).append(document)
+    return found
+
+
+def test_a_new_definition_adds_then_removes_an_app_without_losing_records(
+        cli: Cli, kafka_bootstrap: str, tmp_path: Path) -> None:
+    stream, out = unique_name("t4"), tmp_path / "out"
+    raw = f"{stream}_raw"
+    create_topic(kafka_bootstrap, raw, 2)
+    plain, normalized = f"kafka --topic={raw} | file --dir={out}", f"kafka --topic={raw} | normalize | file --dir={out}"
+    cli.ok("create", stream, "--definition", plain, "--deploy")
+    first = samples(2000, 0.0, seed=21)
+    produce(kafka_bootstrap, raw, [(s.key, s.value, None) for s in first])
+    wait_for(lambda: len(_lines_by_id(out)) >= len(first), 120, "the first records in the file")
+
+    dry = cli.ok("update", stream, "--definition", normalized, "--dry-run").splitlines()
+    assert dry[:2] == [f"- {plain}", f"+ {normalized}"]
+    assert dry[2].startswith("  = kafka          same")
+    assert dry[3] == f"  + normalize      added  normalize (in: {stream}.kafka, out: {stream}.normalize, ×1)"
+    assert dry[4] == f"  ~ file           changed  inputs {stream}.kafka → {stream}.normalize"
+    assert dry[-1] == f"dry run: stream {stream} is unchanged"
+    assert cli.json("info", stream)["canonical"] == plain and len(cli.json("history", stream)) == 1
+
+    # Insert a processor while records keep arriving: none is lost, the kafka source keeps running.
+    before = {s["label"]: s["pid"] for s in cli.json("status", stream)}
+    during = samples(3000, 0.0, seed=22, first_id=10_001)
+    feeder = threading.Thread(target=lambda: [
+        (produce(kafka_bootstrap, raw, [(s.key, s.value, None) for s in during[i:i + 300]]), time.sleep(0.2))
+        for i in range(0, len(during), 300)])
+    feeder.start()
+    inserted = cli.ok("update", stream, "--definition", normalized).splitlines()
+    feeder.join()
+    assert inserted[-1] == f"stream {stream} is at release 2: restarted file; started normalize"
+    after = {s["label"]: s["pid"] for s in cli.json("status", stream)}
+    assert after["kafka"] == before["kafka"] and after["file"] != before["file"] and "normalize" in after
+    assert not pid_alive(before["file"])
+    assert cli.json("info", stream)["canonical"] == normalized
+    later = samples(1000, 0.0, seed=23, first_id=20_001)
+    produce(kafka_bootstrap, raw, [(s.key, s.value, None) for s in later])
+    wait_for(lambda: {int(s.key) for s in [*first, *during, *later]} <= set(_lines_by_id(out)), 180,
+             "every record through the switch")
+    written = _lines_by_id(out)
+    assert [business_fields(written[key][-1]) for key in sorted(expected_documents(later))] == \
+        [expected_documents(later)[key] for key in sorted(expected_documents(later))]
+
+    # An app another stream taps cannot go away.
+    tap = unique_name("tap")
+    cli.ok("create", tap, "--definition", f":{stream}.normalize > log")
+    refused = cli("update", stream, "--definition", plain)
+    assert refused.returncode == 2
+    assert refused.stderr.startswith(f"Error: stream '{tap}' depends on '{stream}' and would break: ")
+    cli.ok("destroy", tap)
+
+    # Take the processor out again: the old sink drains what normalize flushed before it stops.
+    removed = cli.ok("update", stream, "--definition", plain).splitlines()
+    assert removed[-1] == f"stream {stream} is at release 3: restarted file; stopped normalize"
+    assert "normalize" not in {s["label"] for s in cli.json("status", stream)}
+    last = samples(1000, 0.0, seed=24, first_id=30_001)
+    produce(kafka_bootstrap, raw, [(s.key, s.value, None) for s in last])
+    everything = {int(s.key) for s in [*first, *during, *later, *last]}
+    wait_for(lambda: everything <= set(_lines_by_id(out)), 180, "every record after the removal")
+    assert [r["status"] for r in cli.json("history", stream)] == ["superseded", "superseded", "deployed"]
+    assert cli.json("manifest", stream, "--release", "2")["definition"] == normalized
+    cli.ok("destroy", stream)

@@ -7,7 +7,15 @@ from pathlib import Path
 import pytest
 
 from streams.errors import ConfigError
-from streams.platform.properties import AppDeployment, parse_properties, per_app, read_properties_file
+from streams.platform.properties import (
+    AppDeployment,
+    format_properties,
+    memory_mb,
+    parse_properties,
+    per_app,
+    read_properties_file,
+    split_by_labels,
+)
 
 LABELS = ["kafka", "normalize", "mongo"]
 
@@ -69,3 +77,23 @@ def test_a_bad_readiness_timeout_is_named(value: str, monkeypatch: pytest.Monkey
     with pytest.raises(ConfigError, match=f"TUNEFLOW_READY_TIMEOUT_S must be a positive number of seconds, "
                                           f"got '{value}'"):
         ready_timeout_s()
+
+
+def test_formatting_then_parsing_gives_the_same_properties() -> None:
+    properties = {"app.mongo.collection": "a,b", "app.log.prefix": 'say "hi"', "deployer.*.count": "2",
+                  "app.file.dir": " padded "}
+    text = format_properties(properties)
+    assert text.startswith('app.mongo.collection="a,b",')
+    assert parse_properties(text) == properties
+
+
+def test_properties_of_apps_a_new_definition_drops_are_split_off() -> None:
+    kept, dropped = split_by_labels({"deployer.mongo.count": "2", "deployer.*.memory": "1g",
+                                     "app.normalize.strict": "true", "version.mongo": "0.2"}, ["kafka", "normalize"])
+    assert kept == {"deployer.*.memory": "1g", "app.normalize.strict": "true"}
+    assert dropped == ["deployer.mongo.count", "version.mongo"]
+
+
+@pytest.mark.parametrize(("size", "mib"), [("512m", 512), ("1g", 1024), ("2G", 2048), ("2048k", 2), ("300", 300)])
+def test_memory_sizes_in_mib(size: str, mib: int) -> None:
+    assert memory_mb(size) == mib
