@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine, Table, func, inspect, select
@@ -65,6 +66,8 @@ def generate_catalog(
         raise ConfigError(f"unknown mode {mode!r}: use create, append or replace")
     where = mask_password(url)
     engine = make_engine(url)
+    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)  # a new SQLite file may be anywhere
     # The bulk loaders use the raw DBAPI connection, so its own exceptions arrive unwrapped.
     dbapi = engine.dialect.loaded_dbapi
     unreachable = (sa_exc.OperationalError, sa_exc.InterfaceError, dbapi.OperationalError,

@@ -306,3 +306,12 @@ def test_cli_reports_an_unreachable_database_with_exit_code_3(monkeypatch: pytes
     assert result.exit_code == 3
     assert "cannot use the database at postgresql://tf:***@127.0.0.1:1/catalog" in result.stderr
     assert "s3cret" not in result.output
+
+
+def test_a_new_sqlite_file_may_be_in_a_directory_that_does_not_exist_yet(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "dir" / "legacy.sqlite"
+    generate_catalog(f"sqlite:///{path}", 50, seed=1, chunk_size=50)
+    engine = make_engine(f"sqlite:///{path}")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM track")).scalar() == 50
+    engine.dispose()
