@@ -260,4 +260,13 @@ def test_a_new_definition_adds_then_removes_an_app_without_losing_records(
     wait_for(lambda: everything <= set(_lines_by_id(out)), 180, "every record after the removal")
     assert [r["status"] for r in cli.json("history", stream)] == ["superseded", "superseded", "deployed"]
     assert cli.json("manifest", stream, "--release", "2")["definition"] == normalized
+
+    # Rolling back to release 2 brings its definition back, processor included.
+    back = cli.ok("rollback", stream, "--release", "2").splitlines()
+    assert back[-1] == f"stream {stream} is at release 4: restarted file; started normalize"
+    assert cli.json("info", stream)["canonical"] == normalized
+    assert {s["label"] for s in cli.json("status", stream)} == {"kafka", "normalize", "file"}
+    final = samples(500, 0.0, seed=25, first_id=40_001)
+    produce(kafka_bootstrap, raw, [(s.key, s.value, None) for s in final])
+    wait_for(lambda: {int(s.key) for s in final} <= set(_lines_by_id(out)), 180, "records after the rollback")
     cli.ok("destroy", stream)
