@@ -29,16 +29,21 @@ _TAGS = frozenset({"track", "delete"})
 # Most records are track upserts: they skip the union's discriminator and go straight to the track schema.
 _validate_track = TrackDocument.__pydantic_validator__.validate_json
 _track_json = TrackDocument.__pydantic_serializer__.to_json
+# Deletes are written with "op" first: a look at the head of the value sends those to the union at once.
+_OP_HEAD_BYTES = 32
 
 
 def _validate(value: bytes | str) -> TrackDocument | TrackDelete:
+    """The union's result. A record that passes the track schema has no "op" key (the schema forbids extra keys),
+    which is also what the union would pick; only a record that fails it may be a delete."""
     raw = value.encode() if isinstance(value, str) else value
-    if b'"op"' in raw:
+    if raw.find(b'"op"', 0, _OP_HEAD_BYTES) >= 0:
         return ADAPTER.validate_json(raw)
     try:
         return _validate_track(raw)  # type: ignore[no-any-return]
     except ValidationError:
-        if b"\\u" in raw:  # a key spelled with escapes may still be "op": let the union decide
+        # "op" further in, or a key spelled with escapes that may still be "op": let the union decide
+        if b'"op"' in raw or b"\\u" in raw:
             return ADAPTER.validate_json(raw)
         raise
 

@@ -60,6 +60,24 @@ def test_normalize_reads_a_delete_whatever_the_spelling_of_its_keys() -> None:
     assert outcome.failures == []
 
 
+def test_normalize_reads_a_delete_wherever_its_op_key_stands() -> None:
+    late = b'{"track_id": 12, "updated_at": "2024-01-01T00:00:00Z", "op": "delete"}'
+    bad = b'{"track_id": 0, "updated_at": "2024-01-01T00:00:00Z", "op": "delete"}'
+    # Tracks whose text holds the bytes "op" (escaped quote, op, closing quote), near the start and further in.
+    titled = orjson.dumps(track_payload(track_id=13, title='say "op'))
+    labelled = orjson.dumps(track_payload(track_id=14, genres=['so "op']))
+    assert b'"op"' in titled[:32] and b'"op"' in labelled[32:]
+    outcome = _normalize().process([Record(key=b"12", value=late), Record(key=b"0", value=bad),
+                                    Record(key=b"13", value=titled), Record(key=b"14", value=labelled)])
+    assert [(o.key, orjson.loads(o.value).get("op")) for o in outcome.outputs] == \
+        [(b"12", "delete"), (b"13", None), (b"14", None)]
+    assert orjson.loads(outcome.outputs[1].value)["title"] == 'say "op'
+    assert orjson.loads(outcome.outputs[2].value)["genres"] == ['so "op']
+    [failure] = outcome.failures
+    assert (failure.record.key, failure.kind) == (b"0", "invalid")
+    assert [r["field"] for r in failure.reasons] == ["track_id"]
+
+
 def test_normalize_output_spells_enums_and_timestamps_canonically() -> None:
     payload = track_payload(updated_at="2024-02-20T18:00:00.250+09:00")
     [out] = _normalize().process([Record(key=None, value=orjson.dumps(payload))]).outputs
