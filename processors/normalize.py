@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-from pydantic import Discriminator, Tag, TypeAdapter, ValidationError
+from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError
 
 from processors.base import AppOptions, Failure, Outcome, ProcessorApp
 from streams.catalog.models import TrackDelete, TrackDocument
@@ -49,7 +49,11 @@ def _validate(value: bytes | str) -> TrackDocument | TrackDelete:
 
 
 class NormalizeOptions(AppOptions):
-    pass
+    require_isrc: bool = Field(default=False, description="A track without an ISRC is invalid (to the DLQ): for "
+                                                          "feeds whose every track must carry one.")
+
+
+_NO_ISRC = [{"field": "isrc", "message": "a track needs an ISRC here (--require-isrc)"}]
 
 
 class Normalize(ProcessorApp[NormalizeOptions]):
@@ -59,6 +63,7 @@ class Normalize(ProcessorApp[NormalizeOptions]):
     def process(self, batch: Sequence[Record]) -> Outcome:
         outcome = Outcome()
         outputs, failures = outcome.outputs, outcome.failures
+        require_isrc = self.options.require_isrc
         for record in batch:
             value = record.value
             if not value or not isinstance(value, bytes | str):
@@ -70,6 +75,9 @@ class Normalize(ProcessorApp[NormalizeOptions]):
                 failures.append(Failure(record, validation_reasons(exc, _TAGS), kind=_failure_kind(exc)))
                 continue
             if isinstance(change, TrackDocument):
+                if require_isrc and change.isrc is None:
+                    failures.append(Failure(record, list(_NO_ISRC)))
+                    continue
                 key, encoded = change.id, _track_json(change, by_alias=True)
             else:
                 key, encoded = change.track_id, ADAPTER.dump_json(change, by_alias=True)

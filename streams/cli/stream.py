@@ -223,7 +223,7 @@ def update(name: str, properties: str | None, properties_file: str | None, defin
 
     \b
     Examples:
-      tuneflow stream update t1 --properties "app.normalize.strict=true"
+      tuneflow stream update t1 --properties "app.normalize.require-isrc=true"
       tuneflow stream update t1 --definition "kafka --topic=raw | normalize | file --dir=/tmp/out" --dry-run
     """
     if definition is not None:

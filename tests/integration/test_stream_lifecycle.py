@@ -18,7 +18,7 @@ from pymongo import MongoClient
 from streams.catalog.samples import expected_documents, samples
 from streams.deployers.local import pid_alive
 from streams.serde import business_fields, content_checksum
-from tests.integration.pipeline import create_topic, produce
+from tests.integration.pipeline import create_topic, produce, read_topic
 from tests.integration.processes import wait_for
 from tests.integration.services import unique_name
 
@@ -93,9 +93,11 @@ def test_create_deploy_status_update_rollback_undeploy_destroy(cli: Cli, kafka_b
             (produce(kafka_bootstrap, raw, [(s.key, s.value, None) for s in during[i:i + 500]]), time.sleep(0.25))
             for i in range(0, len(during), 500)])
         feeder.start()
-        updated = cli.ok("update", stream, "--properties", "deployer.normalize.count=1").splitlines()
+        updated = cli.ok("update", stream, "--properties",
+                         "deployer.normalize.count=1,app.normalize.require-isrc=true").splitlines()
         assert updated[-1] == f"stream {stream} is at release 2: restarted normalize"
-        assert "  ~ normalize      changed  count 2 → 1" in updated and "  = mongo          same" in updated
+        assert "  ~ normalize      changed  options +require-isrc='true'; count 2 → 1" in updated
+        assert "  = mongo          same" in updated
         feeder.join()
         after = cli.json("status", stream)
         pids_of = lambda rows, label: sorted(r["pid"] for r in rows if r["label"] == label)  # noqa: E731
@@ -103,10 +105,28 @@ def test_create_deploy_status_update_rollback_undeploy_destroy(cli: Cli, kafka_b
             assert pids_of(after, label) == pids_of(status, label), f"{label} restarted"
         assert len(pids_of(after, "normalize")) == 1
         assert not set(pids_of(after, "normalize")) & set(pids_of(status, "normalize"))
-        everything = expected_documents([*items, *more, *during])
-        wait_for(lambda: collection.count_documents({}) >= len(everything), 240, "no record lost in the switch")
-        stored = [business_fields(d) for d in collection.find({"_deleted": False})]
-        assert content_checksum(stored) == content_checksum(everything.values())
+
+        # Every record is in the store or, once the new option rules, in the DLQ for lack of an ISRC: none lost.
+        later = samples(1000, 0.0, seed=12, first_id=300_001)
+        produce(kafka_bootstrap, raw, [(s.key, s.value, None) for s in later])
+        everything = expected_documents([*items, *more, *during, *later])
+
+        def dead_letters() -> dict[int, bytes]:
+            return {int(key or b"0"): headers["tf-error-reasons"]
+                    for key, _, headers in read_topic(kafka_bootstrap, f"{stream}.normalize.dlq")}
+
+        def stored() -> dict[int, dict[str, Any]]:
+            return {d["_id"]: business_fields(d) for d in collection.find({"_deleted": False})}
+
+        wait_for(lambda: set(everything) <= set(stored()) | set(dead_letters()), 240,
+                 "every record in the store or the DLQ")
+        in_store, letters = stored(), dead_letters()
+        assert content_checksum(in_store.values()) == content_checksum([everything[k] for k in in_store])
+        assert letters and all(everything[k].get("isrc") is None for k in letters)
+        assert {orjson.loads(reasons)[0]["field"] for reasons in letters.values()} == {"isrc"}
+        later_ids = {int(s.key) for s in later}
+        assert {k for k in later_ids if everything[k].get("isrc") is None} == later_ids & set(letters)
+        assert {k for k in later_ids if everything[k].get("isrc") is not None} == later_ids & set(in_store)
 
         rolled = cli.ok("rollback", stream, "--release", "1").splitlines()
         assert rolled[-1] == f"stream {stream} is at release 3: restarted normalize"

@@ -125,3 +125,17 @@ def test_options_are_validated_with_field_and_reason() -> None:
 def test_unknown_app_suggests_the_closest_name() -> None:
     with pytest.raises(ConfigError, match=r"unknown processor app 'normalise'\. Did you mean 'normalize'"):
         load_app("normalise", "processor")
+
+
+def test_normalize_with_require_isrc_dead_letters_tracks_without_one() -> None:
+    options = parse_options(Normalize, {"require-isrc": "true"})
+    strict = Normalize(options, context=None)  # type: ignore[arg-type]
+    with_isrc, without = track_payload(track_id=1, isrc="US-AB1-24-00001"), track_payload(track_id=2, isrc=None)
+    delete = b'{"op": "delete", "track_id": 3, "updated_at": "2024-01-01T00:00:00Z"}'
+    outcome = strict.process([Record(key=b"1", value=orjson.dumps(with_isrc)),
+                              Record(key=b"2", value=orjson.dumps(without)), Record(key=b"3", value=delete)])
+    assert [o.key for o in outcome.outputs] == [b"1", b"3"]
+    [failure] = outcome.failures
+    assert failure.record.key == b"2" and failure.kind == "invalid"
+    assert failure.reasons == [{"field": "isrc", "message": "a track needs an ISRC here (--require-isrc)"}]
+    assert [o.key for o in _normalize().process([Record(key=b"2", value=orjson.dumps(without))]).outputs] == [b"2"]
