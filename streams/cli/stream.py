@@ -12,10 +12,8 @@ from streams.dag import check
 from streams.dsl import check_stream_name, parse
 from streams.errors import ConfigError
 from streams.masking import mask_secrets
-from streams.platform.diff import ReleaseDiff
 from streams.platform.properties import parse_properties, read_properties_file
-from streams.platform.service import StreamService
-from streams.state import ReleaseRecord
+from streams.platform.service import StreamService, Switch
 
 
 @click.group("stream")
@@ -200,13 +198,18 @@ def manifest(name: str, number: int | None, as_json: bool) -> None:
     _echo_json(release.manifest)
 
 
-def _switched(name: str, release: ReleaseRecord, diff: ReleaseDiff) -> None:
+def _switched(name: str, switch: Switch) -> None:
+    diff = switch.diff
     for line in diff.lines():
         _echo(line)
     moves = [(verb, [a.label for a in diff.apps if a.change == change])
              for verb, change in (("restarted", "changed"), ("started", "added"), ("stopped", "removed"))]
     done = "; ".join(f"{verb} {', '.join(labels)}" for verb, labels in moves if labels)
-    _echo(f"stream {name} is at release {release.number}: {done}")
+    _echo(f"stream {name} is at release {switch.release.number}: {done}")
+    for topics, left in switch.undrained.items():
+        click.echo(f"warning: {left:,} records of {topics} were left unread: no app of release "
+                   f"{switch.release.number} reads it (its last reader stopped after TUNEFLOW_READY_TIMEOUT_S)",
+                   err=True)
 
 
 @stream.command("update")
@@ -236,7 +239,7 @@ def update(name: str, properties: str | None, properties_file: str | None, defin
     raw, parsed = _properties(properties, properties_file)
     if parsed is None:
         raise click.UsageError("give --properties, --properties-file or --definition with what to change")
-    _switched(name, *_service().update(name, raw, parsed))
+    _switched(name, _service().update(name, raw, parsed))
 
 
 def _redefine(name: str, definition: str, dry_run: bool) -> None:
@@ -244,8 +247,8 @@ def _redefine(name: str, definition: str, dry_run: bool) -> None:
     if result.dropped_properties:
         _echo(f"deployment properties dropped (no such app in the new definition): "
                    f"{', '.join(result.dropped_properties)}")
-    if result.release is not None:
-        _switched(name, result.release, result.diff)
+    if result.switch is not None:
+        _switched(name, result.switch)
         return
     for line in result.diff.lines():
         _echo(line)
@@ -258,7 +261,7 @@ def _redefine(name: str, definition: str, dry_run: bool) -> None:
 @click.option("--release", "number", type=click.IntRange(1), help="[default: the release before the current one]")
 def rollback(name: str, number: int | None) -> None:
     """Run an earlier release's manifest again, as a new release."""
-    _switched(name, *_service().rollback(name, number))
+    _switched(name, _service().rollback(name, number))
 
 
 @stream.command("scale")
@@ -267,4 +270,4 @@ def rollback(name: str, number: int | None) -> None:
 @click.option("--count", required=True, type=click.IntRange(1), help="Instances of APP.")
 def scale(name: str, app: str, count: int) -> None:
     """Run COUNT instances of APP (a label of the stream)."""
-    _switched(name, *_service().scale(name, app, count))
+    _switched(name, _service().scale(name, app, count))

@@ -25,11 +25,21 @@ DRAIN_POLL_S = 0.5
 
 
 @dataclass(frozen=True)
+class Switch:
+    """A change to a running stream: its new release, what changed, and the records of an input topic that no
+    app reads any more which were left unread when its last reader had to stop (TUNEFLOW_READY_TIMEOUT_S)."""
+
+    release: ReleaseRecord
+    diff: ReleaseDiff
+    undrained: dict[str, int]
+
+
+@dataclass(frozen=True)
 class Redefinition:
-    """What `stream update --definition` did: the diff, the new release (None if not deployed), dropped keys."""
+    """What `stream update --definition` did: the diff, the switch (None if not deployed), dropped keys."""
 
     diff: ReleaseDiff
-    release: ReleaseRecord | None
+    switch: Switch | None
     dropped_properties: list[str]
 
 
@@ -137,7 +147,7 @@ class StreamService:
 
     # -- changes to a running stream -------------------------------------------------------------------------
 
-    def update(self, name: str, raw: str | None, properties: dict[str, str]) -> tuple[ReleaseRecord, ReleaseDiff]:
+    def update(self, name: str, raw: str | None, properties: dict[str, str]) -> Switch:
         """Merge `properties` into the stream's, and move the apps whose manifest changes to a new release."""
         stream = self.state.get_stream(name)
         self._deployed_release(name)
@@ -173,8 +183,8 @@ class StreamService:
             self.state.update_stream_definition(name, definition, manifest["definition"])
             self.state.save_deployment_properties(name, raw or "", properties)
             return Redefinition(diff, None, dropped)
-        release, diff = self._switch(name, manifest)
-        return Redefinition(diff, release, dropped)
+        switch = self._switch(name, manifest)
+        return Redefinition(switch.diff, switch, dropped)
 
     def _check_dependents(self, name: str, definitions: dict[str, StreamDefinition]) -> None:
         """Every other stream must still check with `name` redefined (a tap may read an app that goes away)."""
@@ -195,7 +205,7 @@ class StreamService:
         except ConfigError:
             return {"stream": stream.name, "definition": stream.canonical, "apps": []}
 
-    def scale(self, name: str, label: str, count: int) -> tuple[ReleaseRecord, ReleaseDiff]:
+    def scale(self, name: str, label: str, count: int) -> Switch:
         self.state.get_stream(name)
         definitions = self.definitions()
         labels = [node.label for node in check(definitions[name], definitions).definition.apps]
@@ -204,7 +214,7 @@ class StreamService:
                               f"Apps: {', '.join(labels)}")
         return self.update(name, f"deployer.{label}.count={count}", {f"deployer.{label}.count": str(count)})
 
-    def rollback(self, name: str, number: int | None = None) -> tuple[ReleaseRecord, ReleaseDiff]:
+    def rollback(self, name: str, number: int | None = None) -> Switch:
         """Deploy an earlier release's manifest (default: the one before the current) as a new release; an
         earlier definition comes back with it."""
         releases = self.state.releases(name)
@@ -233,7 +243,7 @@ class StreamService:
             raise ConfigError(f"stream '{name}' is not deployed: deploy it first (`tuneflow stream deploy {name}`)")
         return release
 
-    def _switch(self, name: str, manifest: dict[str, Any]) -> tuple[ReleaseRecord, ReleaseDiff]:
+    def _switch(self, name: str, manifest: dict[str, Any]) -> Switch:
         """Red/black per changed app: start its new instances, wait until ready, then stop the old ones, upstream
         first; an old app whose input no new app reads drains it before it stops.
 
@@ -251,34 +261,41 @@ class StreamService:
         except Exception:
             self.state.add_release(name, manifest, ReleaseStatus.FAILED)
             raise
-        self._retire(name, old, current.manifest, manifest, set(diff.restarted) | set(diff.removed))
+        undrained = self._retire(name, old, current.manifest, manifest, set(diff.restarted) | set(diff.removed))
         kept = manifest["deployment_properties"]  # a rollback brings back the properties of its release too
         self.state.save_deployment_properties(name, kept["raw"], kept["parsed"])
         if manifest["definition"] != self.state.get_stream(name).canonical:
             self.state.update_stream_definition(name, manifest["definition"], manifest["definition"])
-        return self.state.add_release(name, manifest, ReleaseStatus.DEPLOYED), diff
+        return Switch(self.state.add_release(name, manifest, ReleaseStatus.DEPLOYED), diff, undrained)
 
     def _retire(self, name: str, running: list[Instance], old: dict[str, Any], new: dict[str, Any],
-                labels: set[str]) -> None:
-        """Stop the old instances of `labels`, upstream first, so each one's readers can take what it flushed."""
+                labels: set[str]) -> dict[str, int]:
+        """Stop the old instances of `labels`, upstream first, so each one's readers can take what it flushed;
+        returns the records left unread in topics that no app reads any more."""
         read_by_new = {topic for app in new["apps"] for topic in app["inputs"]}
+        undrained: dict[str, int] = {}
         for app in old["apps"]:
             if app["label"] not in labels:
                 continue
             orphaned = [t for t in app["inputs"] if t not in read_by_new]
             if orphaned and app["kind"] != "source":
-                self._drain(name, orphaned)
+                left = self._drain(name, orphaned)
+                if left:
+                    undrained[", ".join(orphaned)] = left
             for instance in running:
                 if instance.label == app["label"]:
                     self.deployer.stop(instance)
+        return undrained
 
-    def _drain(self, group: str, topics: list[str]) -> None:
-        """Wait (at most TUNEFLOW_READY_TIMEOUT_S) until `group` has committed everything in `topics`."""
+    def _drain(self, group: str, topics: list[str]) -> int:
+        """Wait (at most TUNEFLOW_READY_TIMEOUT_S) until `group` has committed everything in `topics`; returns
+        what is left."""
         deadline = time.monotonic() + settings.ready_timeout_s()
         binder = self._binder()
         try:
-            while binder.group_lag(group, topics) > 0 and time.monotonic() < deadline:
+            while (left := binder.group_lag(group, topics)) > 0 and time.monotonic() < deadline:
                 time.sleep(DRAIN_POLL_S)
+            return left
         finally:
             binder.close()
 

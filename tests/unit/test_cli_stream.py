@@ -77,3 +77,25 @@ def test_a_mistyped_stream_name_gets_a_suggestion() -> None:
     assert result.returncode == 2
     assert "Did you mean 'tracks'?" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_new_definition_of_an_undeployed_stream_prints_the_diff_and_restarts_nothing() -> None:
+    assert _tuneflow("stream", "create", "t1", "--definition", "kafka --topic=raw | normalize | log").returncode == 0
+    same = _tuneflow("stream", "update", "t1", "--definition", "kafka --topic=raw | normalize | log")
+    assert same.returncode == 2
+    assert same.stderr == "Error: stream 't1' already has that definition: kafka --topic=raw | normalize | log\n"
+    result = _tuneflow("stream", "update", "t1", "--definition", "kafka --topic=raw | file --dir=/tmp/t1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "- kafka --topic=raw | normalize | log",
+        "+ kafka --topic=raw | file --dir=/tmp/t1",
+        "  = kafka          same",
+        "  + file           added  file --dir=/tmp/t1 (in: t1.kafka, out: -, ×1)",
+        "  - normalize      removed  normalize (in: t1.kafka, out: t1.normalize, ×1)",
+        "  - log            removed  log (in: t1.normalize, out: -, ×1)",
+        "stream t1 is not deployed: its definition is changed, nothing restarted",
+    ]
+    info = orjson.loads(_tuneflow("stream", "info", "t1", "--json").stdout)
+    assert info["canonical"] == "kafka --topic=raw | file --dir=/tmp/t1"
+    both = _tuneflow("stream", "update", "t1", "--definition", "kafka --topic=raw | log", "--properties", "a.b.c=1")
+    assert both.returncode == 2 and "give --definition or --properties, one change at a time" in both.stderr
