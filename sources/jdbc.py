@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from sources.base import AppOptions, SourceApp
 from streams.catalog.assemble import next_track_ids, track_payloads
-from streams.catalog.dburl import make_engine, mask_password
+from streams.catalog.dburl import credentials_refused, error_reason, make_engine, mask_password
 from streams.errors import ConfigError, TransientError
 from streams.records import Record
 
@@ -29,21 +29,24 @@ class JdbcOptions(AppOptions):
 class JdbcSource(SourceApp[JdbcOptions]):
     name = "jdbc"
     options_model = JdbcOptions
+    _exhausted = False  # read by the embedded deployer from another thread, maybe before setup() ran
 
     def setup(self) -> None:
         self._masked = mask_password(self.options.url)
         self._engine: Engine = make_engine(self.options.url)
         self._last = self.options.after
-        self._exhausted = False
         try:
             with self._engine.connect() as conn:
                 if not inspect(conn).has_table("track"):
                     raise ConfigError(f"{self._masked} holds no legacy catalog (no table 'track'); "
                                       "make one with `tuneflow catalog generate`")
-        except OperationalError as exc:
-            raise TransientError(f"cannot reach the legacy catalog at {self._masked}: {_reason(exc)}") from None
         except DBAPIError as exc:
-            raise ConfigError(f"cannot read the legacy catalog at {self._masked}: {_reason(exc)}") from None
+            reason = error_reason(exc, self.options.url)
+            if credentials_refused(exc):
+                raise ConfigError(f"the legacy catalog at {self._masked} refused the credentials: {reason}") from None
+            if isinstance(exc, OperationalError):
+                raise TransientError(f"cannot reach the legacy catalog at {self._masked}: {reason}") from None
+            raise ConfigError(f"cannot read the legacy catalog at {self._masked}: {reason}") from None
 
     @property
     def exhausted(self) -> bool:
@@ -57,7 +60,7 @@ class JdbcSource(SourceApp[JdbcOptions]):
             with self._engine.connect() as conn:
                 payloads = self._next(conn, max_records)
         except OperationalError as exc:
-            raise TransientError(f"legacy catalog at {self._masked}: {_reason(exc)}") from None
+            raise TransientError(f"legacy catalog at {self._masked}: {error_reason(exc, self.options.url)}") from None
         if not payloads:
             self._exhausted = True
             self.context.log.info("snapshot complete: every track after id %d read", self.options.after)
@@ -74,6 +77,3 @@ class JdbcSource(SourceApp[JdbcOptions]):
         if engine is not None:
             engine.dispose()
 
-
-def _reason(exc: DBAPIError) -> str:
-    return str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__

@@ -58,6 +58,8 @@ class KafkaBinder:
         self._producer_config = dict(producer_config or {})
         self._admin: AdminClient | None = None
         self._admin_pid = 0
+        self._readers: dict[str, Consumer] = {}
+        self._readers_pid = 0
 
     # -- clients ---------------------------------------------------------------------------------------------
 
@@ -146,22 +148,30 @@ class KafkaBinder:
         partitions = [TopicPartition(t, p) for t in topics for p in range(counts.get(t, 0))]
         if not partitions:
             return 0
-        consumer = Consumer({**base_config(self.bootstrap), "group.id": group, "enable.auto.commit": False,
-                             **self._client_config})
+        consumer = self._offsets_reader(group)
         try:
-            committed = consumer.committed(partitions, timeout=self.timeout_s)
             lag = 0
-            for tp in committed:
+            for tp in consumer.committed(partitions, timeout=self.timeout_s):
                 low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition),
                                                            timeout=self.timeout_s)
                 lag += high - (tp.offset if tp.offset >= 0 else low)
             return lag
         except KafkaException as exc:
             raise TransientError(f"cannot read the offsets of group {group!r}: {describe(error_of(exc))}") from exc
-        finally:
-            consumer.close()
+
+    def _offsets_reader(self, group: str) -> Consumer:
+        """A consumer that never joins `group` and only reads its offsets, kept for repeated checks."""
+        if self._readers_pid != os.getpid():  # never reuse a handle across a fork
+            self._readers, self._readers_pid = {}, os.getpid()
+        if group not in self._readers:
+            self._readers[group] = Consumer({**base_config(self.bootstrap), "group.id": group,
+                                             "enable.auto.commit": False, **self._client_config})
+        return self._readers[group]
 
     def close(self) -> None:
+        for reader in self._readers.values():
+            reader.close()
+        self._readers = {}
         self._admin = None  # AdminClient has no close; dropping the handle destroys it
 
 

@@ -54,6 +54,33 @@ def mask_password(url: str) -> str:
     return mask_secrets(url)
 
 
+def error_reason(exc: BaseException, url: str | None = None) -> str:
+    """A database error's own message on one line, for a user: the driver's text, never the password of `url`."""
+    reason = " ".join(str(getattr(exc, "orig", None) or exc).split())[:500]
+    password = make_url(to_sqlalchemy_url(url)).password if url else None
+    # Drivers do not echo passwords; this is a safety net, skipped when the password also spells a shown part.
+    if password and str(password) not in mask_password(url or ""):
+        return reason.replace(str(password), "***")
+    return reason
+
+
+# PostgreSQL SQLSTATE class 28 (invalid authorization); MySQL/MariaDB 1044/1045 (access denied).
+_PG_AUTH_CLASS = "28"
+_MYSQL_ACCESS_DENIED = (1044, 1045)
+
+
+def credentials_refused(exc: BaseException) -> bool:
+    """The server answered, and refused the user or password: retrying cannot help."""
+    original = getattr(exc, "orig", None) or exc
+    code = getattr(original, "pgcode", None)
+    if isinstance(code, str):
+        return code.startswith(_PG_AUTH_CLASS)
+    args = getattr(original, "args", ())
+    if args and isinstance(args[0], int):
+        return args[0] in _MYSQL_ACCESS_DENIED
+    return "password authentication failed" in str(original)
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for a user's URL: connections are checked before use; SQLite gets WAL and foreign keys."""
     target = to_sqlalchemy_url(url)

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine, Table, func, inspect, select
 from sqlalchemy import exc as sa_exc
 
 from streams.catalog import legacy
-from streams.catalog.dburl import dialect_kind, make_engine, mask_password
+from streams.catalog.dburl import dialect_kind, error_reason, make_engine, mask_password
 from streams.errors import ConfigError, ServiceUnavailableError, TuneflowError
 
 Mode = Literal["create", "append", "replace"]
@@ -77,10 +77,10 @@ def generate_catalog(
     try:
         report = _generate(engine, where, tracks, mode, seed, chunk_size, progress)
     except unreachable as exc:
-        raise ServiceUnavailableError(f"cannot use the database at {where}: {_reason(exc)}") from exc
+        raise ServiceUnavailableError(f"cannot use the database at {where}: {error_reason(exc, url)}") from exc
     except conflicting as exc:
         raise TuneflowError(
-            f"the generated rows conflict with rows already in {where}: {_reason(exc)} "
+            f"the generated rows conflict with rows already in {where}: {error_reason(exc, url)} "
             "(use --mode replace to start over)"
         ) from exc
     finally:
@@ -167,11 +167,6 @@ def _ensure_genres(engine: Engine, report: GenerationReport) -> dict[str, int]:
             conn.execute(genre.insert(), [{"genre_id": ids[name], "name": name} for name in missing])
     report.counts["genre"] = len(missing)
     return ids
-
-
-def _reason(exc: BaseException) -> str:
-    original = getattr(exc, "orig", None) or exc
-    return " ".join(str(original).split())[:500]
 
 
 # --- Vocabulary -----------------------------------------------------------------------------------------

@@ -82,8 +82,8 @@ def _run_stream(definition: str, tracks: int, batch_size: int, dlq_dir: Path) ->
         shown = [0]
 
         def tick() -> None:
-            handled = sum(t.records_out + t.dead_letters for t in embedded.deployer.totals() if t.kind != "source")
-            done = min(tracks, handled // 2)  # each track passes normalize, then the sink
+            totals = embedded.deployer.totals()  # a track is done once written by the sink or dead-lettered
+            done = min(tracks, totals[-1].records_out + sum(t.dead_letters for t in totals))
             bar.update(done - shown[0])
             shown[0] = done
 

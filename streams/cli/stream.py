@@ -47,7 +47,7 @@ def validate(name: str, definition: str, as_json: bool) -> None:
         _echo(f"  {app.label:<14} {app.kind:<10} {app.app:<12} in: {inputs}  out: {outputs}")
     for destination in report.destinations.values():
         _echo(f"  :{destination.name:<13} writers: {', '.join(destination.writers) or '-'}  "
-                   f"readers: {', '.join(destination.readers) or '-'}")
+              f"readers: {', '.join(destination.readers) or '-'}")
 
 
 def _service() -> StreamService:
@@ -169,7 +169,7 @@ def status(name: str, as_json: bool) -> None:
     for i in instances:
         state = i.state if i.state != "up" or i.ready else "up, not ready"
         _echo(f"{i.label + '-' + str(i.index):<14} {i.pid:>7} {state:<9} {i.in_per_s:>9.1f} "
-                   f"{i.out_per_s:>9.1f} {i.failed_per_s:>9.1f} {i.lag:>8.0f}")
+              f"{i.out_per_s:>9.1f} {i.failed_per_s:>9.1f} {i.lag:>8.0f}")
 
 
 @stream.command("history")
@@ -246,14 +246,14 @@ def _redefine(name: str, definition: str, dry_run: bool) -> None:
     result = _service().redefine(name, definition, dry_run=dry_run)
     if result.dropped_properties:
         _echo(f"deployment properties dropped (no such app in the new definition): "
-                   f"{', '.join(result.dropped_properties)}")
+              f"{', '.join(result.dropped_properties)}")
     if result.switch is not None:
         _switched(name, result.switch)
         return
     for line in result.diff.lines():
         _echo(line)
     _echo(f"dry run: stream {name} is unchanged" if dry_run
-               else f"stream {name} is not deployed: its definition is changed, nothing restarted")
+          else f"stream {name} is not deployed: its definition is changed, nothing restarted")
 
 
 @stream.command("rollback")

@@ -72,8 +72,8 @@ class EmbeddedDeployer:
                 self.instances.append(EmbeddedInstance(app["label"], index, app["kind"], app["inputs"], instance))
         if port is not None:
             self._http = HealthServer(self.registry, alive=lambda: not self.failures(),
-                                      ready=lambda: all(i.instance.runner.metrics.ready._value.get()
-                                                        for i in self.instances), port=port)
+                                      ready=lambda: all(i.instance.runner.metrics.is_ready() for i in self.instances),
+                                      port=port)
             self._http.start()
         for embedded in reversed(self.instances):
             embedded.thread = threading.Thread(target=self._run, args=(embedded,), name=embedded.name, daemon=True)
@@ -99,9 +99,10 @@ class EmbeddedDeployer:
         return bool(sources) and all(source.exhausted is not SourceApp.exhausted for source in sources)
 
     def done(self) -> bool:
-        """Every source exhausted and every input of the other apps committed to its end."""
-        sources = [i for i in self.instances if i.kind == "source"]
-        if not sources or not all(i.instance.runner.exhausted.is_set() for i in sources):
+        """Every source exhausted and every input of the other apps committed to its end. (A source's batch is
+        durable before the runner polls it again, so an exhausted source has nothing in flight.)"""
+        sources = [i.instance.runner.app for i in self.instances if i.kind == "source"]
+        if not sources or not all(isinstance(s, SourceApp) and s.exhausted for s in sources):
             return False
         inputs = sorted({t for i in self.instances if i.kind != "source" for t in i.inputs})
         return not inputs or self.binder.group_lag(self._stream, inputs) == 0

@@ -66,9 +66,8 @@ def per_app(properties: dict[str, str], labels: Sequence[str]) -> dict[str, AppD
     """The properties resolved per app label; `*` applies to every app and a label's own setting wins."""
     deployments = {label: AppDeployment() for label in labels}
     # `*` settings first, so that a label's own setting overrides them.
-    for key, value in sorted(properties.items(), key=lambda item: item[0].split(".")[1:2] != ["*"]):
-        prefix, _, rest = key.partition(".")
-        target, _, name = rest.partition(".")
+    for key, value in sorted(properties.items(), key=lambda item: _split_key(item[0])[1] != "*"):
+        prefix, target, name = _split_key(key)
         if prefix not in ("deployer", "app", "version") or not target:
             raise ConfigError(f"unknown deployment property '{key}': use deployer.<app>.count, "
                               "deployer.<app>.memory, app.<app>.<option> or version.<app>")
@@ -78,6 +77,13 @@ def per_app(properties: dict[str, str], labels: Sequence[str]) -> dict[str, AppD
         for label in labels if target == "*" else [target]:
             _apply(deployments[label], prefix, name, value, key)
     return deployments
+
+
+def _split_key(key: str) -> tuple[str, str, str]:
+    """`deployer.normalize.count` → ("deployer", "normalize", "count"); `version.mongo` → ("version", "mongo", "")."""
+    prefix, _, rest = key.partition(".")
+    target, _, name = rest.partition(".")
+    return prefix, target, name
 
 
 def _apply(deployment: AppDeployment, prefix: str, name: str, value: str, key: str) -> None:
@@ -107,7 +113,7 @@ def split_by_labels(properties: dict[str, str], labels: Sequence[str]) -> tuple[
     kept: dict[str, str] = {}
     dropped: list[str] = []
     for key, value in properties.items():
-        target = key.split(".")[1] if key.count(".") >= 1 else ""
+        target = _split_key(key)[1]
         if target in ("*", "") or target in labels:
             kept[key] = value
         else:

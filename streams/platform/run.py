@@ -70,16 +70,19 @@ class EmbeddedRun:
         finally:
             finished = not stop.is_set() and not self.deployer.failures() and self.deployer.bounded()
             late = self.deployer.stop()
-        failures = self.deployer.failures()
-        if failures:
-            error = failures[0].error
-            assert error is not None
-            raise error
-        result = RunResult(self.name, self.canonical, time.monotonic() - self._started, finished,
-                           self.deployer.totals(), late=late)
-        if self.binder.name == "memory" and self.dlq_dir is not None:
-            result.dead_letter_files = self._export_dead_letters(result.totals)
-        return result
+        try:
+            failures = self.deployer.failures()
+            if failures:
+                error = failures[0].error
+                assert error is not None
+                raise error
+            result = RunResult(self.name, self.canonical, time.monotonic() - self._started, finished,
+                               self.deployer.totals(), late=late)
+            if self.binder.name == "memory" and self.dlq_dir is not None:
+                result.dead_letter_files = self._export_dead_letters(result.totals)
+            return result
+        finally:
+            self.binder.close()
 
     def _export_dead_letters(self, totals: list[AppTotals]) -> dict[str, Path]:
         """Each DLQ topic with records, as NDJSON lines of key, value and headers."""

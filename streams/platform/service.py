@@ -168,12 +168,11 @@ class StreamService:
         definitions = {**self.definitions(), name: parse(name, definition)}
         self._check_dependents(name, definitions)
         current = self._running_release(name)
-        labels = [node.label for node in check(definitions[name], definitions).definition.apps]
-        properties, dropped = split_by_labels(dict(stream.deployment_properties or {}), labels)
+        properties, dropped = split_by_labels(dict(stream.deployment_properties or {}), _labels(name, definitions))
         manifest = build_manifest(definitions[name], properties, self.registry, definitions)
         raw = stream.deployment_properties_raw if not dropped else format_properties(properties)
         manifest["deployment_properties"] = {"raw": raw or "", "parsed": properties}
-        old = current.manifest if current is not None else self._manifest_of(stream)
+        old = current.manifest if current is not None else self._manifest_of(stream, definitions)
         diff = diff_manifests(old, manifest)
         if old["definition"] == manifest["definition"]:
             raise ConfigError(f"stream '{name}' already has that definition: {manifest['definition']}")
@@ -196,19 +195,18 @@ class StreamService:
             except ConfigError as exc:
                 raise ConfigError(f"stream '{other}' depends on '{name}' and would break: {exc}") from None
 
-    def _manifest_of(self, stream: StreamRecord) -> dict[str, Any]:
-        """The stream's manifest as it would deploy now; just its definition if that no longer resolves."""
-        definitions = self.definitions()
+    def _manifest_of(self, stream: StreamRecord, definitions: dict[str, StreamDefinition]) -> dict[str, Any]:
+        """The stream's manifest as it deploys now; just its definition if that no longer resolves."""
+        current = parse(stream.name, stream.canonical)
         try:
-            return build_manifest(definitions[stream.name], dict(stream.deployment_properties or {}),
-                                  self.registry, definitions)
+            return build_manifest(current, dict(stream.deployment_properties or {}), self.registry,
+                                  {**definitions, stream.name: current})
         except ConfigError:
             return {"stream": stream.name, "definition": stream.canonical, "apps": []}
 
     def scale(self, name: str, label: str, count: int) -> Switch:
         self.state.get_stream(name)
-        definitions = self.definitions()
-        labels = [node.label for node in check(definitions[name], definitions).definition.apps]
+        labels = _labels(name, self.definitions())
         if label not in labels:
             raise ConfigError(f"stream '{name}' has no app '{label}'.{did_you_mean(label, labels)} "
                               f"Apps: {', '.join(labels)}")
@@ -322,6 +320,11 @@ class StreamService:
             time.sleep(window_s)
         second = [self.deployer.status(i) for i in instances] if window_s > 0 else first
         return [_instance_status(a, b, window_s) for a, b in zip(first, second, strict=True)]
+
+
+def _labels(name: str, definitions: dict[str, StreamDefinition]) -> list[str]:
+    """The app labels of stream `name` once checked (labels default to app names)."""
+    return [node.label for node in check(definitions[name], definitions).definition.apps]
 
 
 def stored_definitions(state: StateStore) -> dict[str, StreamDefinition]:

@@ -50,7 +50,7 @@ def build_instance(app_name: str, kind: AppKind | None, options: dict[str, Any],
     http = None
     if port is not None:
         http = HealthServer(registry, alive=beating(lambda: runner.last_beat),
-                            ready=lambda: bool(metrics.ready._value.get()), host=host, port=port)
+                            ready=metrics.is_ready, host=host, port=port)
     return Instance(runner, http)
 
 

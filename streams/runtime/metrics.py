@@ -63,6 +63,9 @@ class AppMetrics:
         self.sink_write_seconds = self._f.sink_write_seconds.labels(*self._labels)
         self.ready = self._f.ready.labels(*self._labels)
 
+    def is_ready(self) -> bool:
+        return bool(self.ready._value.get())
+
     def counts(self) -> dict[str, int]:
         """This instance's record counters so far: in, out, and sent to the DLQ."""
         return {"in": int(self.records_in._value.get()), "out": int(self.records_out._value.get()),

@@ -63,7 +63,6 @@ class Runner:
         self.stop_event = threading.Event()
         self.last_beat = time.monotonic()
         self.in_outage = False
-        self.exhausted = threading.Event()  # set once a bounded source has emitted (and flushed) everything
         self._input: InputBinding | None = None
         self._output: OutputBinding | None = None
         self._last_lag = 0.0
@@ -121,8 +120,6 @@ class Runner:
             self.last_beat = time.monotonic()
             records = self._retrying("poll", lambda: source.poll(self.spec.batch_size, self.spec.batch_timeout_s))
             if not records:
-                if source.exhausted:
-                    self.exhausted.set()
                 continue
             started = time.perf_counter()
             self.metrics.records_in.inc(len(records))

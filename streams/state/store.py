@@ -14,10 +14,9 @@ from typing import Any, Self, TypeVar
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from streams.catalog.dburl import mask_password, to_sqlalchemy_url
+from streams.catalog.dburl import error_reason, mask_password
 from streams.dsl import NAME_CHARS, check_stream_name
 from streams.errors import ConfigError, ServiceUnavailableError, TuneflowError
 from streams.runtime.loader import KINDS
@@ -299,19 +298,10 @@ def translate_errors(url: str) -> Iterator[None]:
         yield
     except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
         raise ServiceUnavailableError(
-            f"cannot use the state database at {mask_password(url)}: {_reason(exc, url)}"
+            f"cannot use the state database at {mask_password(url)}: {error_reason(exc, url)}"
         ) from exc
     except sa_exc.DBAPIError as exc:
-        raise TuneflowError(f"the state database at {mask_password(url)} failed: {_reason(exc, url)}") from exc
-
-
-def _reason(exc: sa_exc.DBAPIError, url: str) -> str:
-    reason = " ".join(str(exc.orig if exc.orig is not None else exc).split())[:500]
-    password = make_url(to_sqlalchemy_url(url)).password
-    # Drivers do not echo passwords; this is a safety net, skipped when the password also spells a shown part.
-    if password and str(password) not in mask_password(url):
-        return reason.replace(str(password), "***")
-    return reason
+        raise TuneflowError(f"the state database at {mask_password(url)} failed: {error_reason(exc, url)}") from exc
 
 
 # --- lookups ------------------------------------------------------------------------------------------

@@ -59,3 +59,19 @@ def test_a_snapshot_moves_through_kafka_into_ferretdb(server: str, mongo_uri: st
             client.drop_database(database)
             client.close()
             engine.dispose()
+
+
+@pytest.mark.parametrize("server", ["postgres", "mariadb"])
+def test_wrong_credentials_for_the_legacy_catalog_exit_2_without_the_password(server: str, tmp_path: Path) -> None:
+    url = service_url(server)
+    scheme, rest = url.split("://", 1)
+    user, host = rest.split("@", 1)
+    wrong = "not-the-Pa55word-42"
+    env = {**os.environ, "TUNEFLOW_HOME": str(tmp_path)}
+    env.pop("TUNEFLOW_DB_URL", None)
+    result = subprocess.run([sys.executable, "-m", "streams.cli", "run",
+                             f"jdbc --url={scheme}://{user.split(':')[0]}:{wrong}@{host} | log"],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "refused the credentials" in result.stderr.splitlines()[-1]
+    assert wrong not in result.stdout + result.stderr and "Traceback" not in result.stderr

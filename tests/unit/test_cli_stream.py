@@ -1,4 +1,4 @@
-"""`tuneflow stream validate` as a user runs it: exit codes, messages, the JSON report."""
+"""`tuneflow stream` definitions as a user changes them: validate and update --definition; exit codes, messages."""
 
 from __future__ import annotations
 
@@ -99,3 +99,23 @@ def test_a_new_definition_of_an_undeployed_stream_prints_the_diff_and_restarts_n
     assert info["canonical"] == "kafka --topic=raw | file --dir=/tmp/t1"
     both = _tuneflow("stream", "update", "t1", "--definition", "kafka --topic=raw | log", "--properties", "a.b.c=1")
     assert both.returncode == 2 and "give --definition or --properties, one change at a time" in both.stderr
+
+
+def test_a_new_definition_drops_the_properties_of_apps_it_removes(tmp_path: Path) -> None:
+    from streams.binders.memory import MemoryBinder
+    from streams.deployers.local import LocalDeployer
+    from streams.platform.service import StreamService
+    from streams.state import open_state
+
+    service = StreamService(open_state(), LocalDeployer(tmp_path), MemoryBinder)
+    service.create("t1", "kafka --topic=raw | normalize | log")
+    service.state.save_deployment_properties(
+        "t1", 'deployer.normalize.count=2,app.log.level=DEBUG,deployer.*.memory=1g',
+        {"deployer.normalize.count": "2", "app.log.level": "DEBUG", "deployer.*.memory": "1g"})
+    result = service.redefine("t1", "kafka --topic=raw | log")
+    assert result.dropped_properties == ["deployer.normalize.count"] and result.switch is None
+    stream = service.state.get_stream("t1")
+    assert stream.deployment_properties == {"app.log.level": "DEBUG", "deployer.*.memory": "1g"}
+    assert stream.deployment_properties_raw == "app.log.level=DEBUG,deployer.*.memory=1g"
+    assert [(a.label, a.change) for a in result.diff.apps] == [("kafka", "same"), ("log", "changed"),
+                                                               ("normalize", "removed")]
