@@ -1,7 +1,8 @@
 """tuneflow's own apps under load, each as its own OS process (`tuneflow app run`), as a deployer runs them.
 
-Input topics are filled before an app starts; its rate is records over the time from its first record read to
-its last record written, read from its own /metrics (the group join is not counted). Peak RSS comes from
+Input topics are filled before an app starts. An app that writes a topic (the normalize hop) is timed by the
+CreateTime stamps of the records it wrote, so nothing scrapes it while it runs; the others by their own /metrics,
+from the first record read to the last written (the group join is not counted in either). Peak RSS comes from
 /proc/<pid>/status (VmHWM) once the run is over.
 """
 
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from confluent_kafka import KafkaException
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from pymongo import MongoClient
 
@@ -27,9 +28,11 @@ from benchmarks.ceilings import (
     existing_keys_ceiling,
     pydantic_ceiling,
 )
-from benchmarks.harness import REPEATS
+from benchmarks.harness import REPEATS, measure
 from benchmarks.records import track_documents
+from processors.normalize import Normalize, NormalizeOptions
 from streams.catalog.models import TrackDocument, timestamp_version
+from streams.records import Record
 from streams.runtime.metrics import metric_sum
 from streams.runtime.runner import RunSpec
 from streams.serde import to_plain
@@ -83,6 +86,48 @@ def _timed_run(process: AppProcess, records: int, done_metric: str, timeout_s: f
         process.stop()
     return {"items": records, "seconds": round(seconds, 3), "median": round(records / seconds, 1),
             "unit": "records/s", "peak_rss_mb": rss}
+
+
+def _written_run(process: AppProcess, bootstrap: str, topic: str, records: int, timeout_s: float) -> dict[str, Any]:
+    """Start an app that writes to the one-partition `topic`; its rate comes from the CreateTime stamps the
+    producer put on the records it wrote, so nothing scrapes the app while it runs (a scrape takes the GIL).
+
+    Rate: the records written after the first batch, over the time from the first record written to the last.
+    """
+    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": f"tf-bench-{uuid.uuid4().hex[:8]}",
+                       "enable.auto.commit": False, "enable.partition.eof": False})
+    try:
+        start = reader.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1]
+        process.start()
+        assert process.proc is not None
+        deadline = time.monotonic() + timeout_s
+        try:
+            while reader.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1] < start + records:
+                if process.proc.poll() is not None:
+                    raise RuntimeError(f"{process.args[0]} exited with {process.proc.returncode}:\n"
+                                       f"{process.log_tail()}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{process.args[0]} did not finish in {timeout_s}s:\n{process.log_tail()}")
+                time.sleep(0.2)
+            rss = _peak_rss_mb(process.proc.pid)
+        finally:
+            process.stop()
+        stamps = _create_times(reader, topic, start, records)
+    finally:
+        reader.close()
+    seconds = (max(stamps) - min(stamps)) / 1000
+    return {"items": records, "seconds": round(seconds, 3), "median": round((records - BATCH) / seconds, 1),
+            "unit": "records/s", "peak_rss_mb": rss, "timed_by": "output CreateTime"}
+
+
+def _create_times(reader: Consumer, topic: str, start: int, count: int) -> list[int]:
+    reader.assign([TopicPartition(topic, 0, start)])
+    stamps: list[int] = []
+    while len(stamps) < count:
+        for message in reader.consume(10_000, 5):
+            if message.error() is None and message.offset() < start + count:
+                stamps.append(message.timestamp()[1])
+    return stamps
 
 
 class _Topics:
@@ -145,7 +190,7 @@ def run_all(env: dict[str, str], ceilings: dict[str, list[dict[str, Any]]], work
                             "tuneflow_records_out_total", 600)
         results.append(_report("kafka source (topic to topic)", source,
                                _ceiling(ceilings, "kafka", "kafka consume (batch 10k)"), None))
-        results.append(_normalize_hop(stream, src, documents, workdir))
+        results.append(_normalize_hop(bootstrap, stream, src, documents, workdir))
         results.extend(_sink_runs(stream, topics, mongo_uri, ceilings, workdir))
     finally:
         topics.delete_all(*(f"{stream}{suffix}.{app}.dlq" for suffix in ("", "n", "u")
@@ -153,18 +198,45 @@ def run_all(env: dict[str, str], ceilings: dict[str, list[dict[str, Any]]], work
     return results
 
 
-def _normalize_hop(stream: str, source_topic: str, documents: list[dict[str, Any]], workdir: Path) -> dict[str, Any]:
-    """Runs interleaved with the pydantic ceiling on the same records, so both see the same machine."""
+def _normalize_hop(bootstrap: str, stream: str, source_topic: str, documents: list[dict[str, Any]],
+                   workdir: Path) -> dict[str, Any]:
+    """Runs interleaved with the pydantic ceiling on the same records, so both see the same machine.
+
+    `normalize`'s own work (its `process()` on the same records in memory, no Kafka) is measured beside them: it
+    tells the app's cost (validate, then serialize the normalized document) from the runtime's.
+    """
     encoded = [orjson.dumps(d) for d in documents[:CEILING_RECORDS]]
-    ceilings_seen, runs = [pydantic_ceiling(encoded)], []
+    ceilings_seen, alone, runs = [pydantic_ceiling(encoded)], [_normalize_alone(encoded)], []
     for repeat in range(REPEATS):
         process = _app("normalize", stream, workdir, "--input", source_topic, "--group", f"{stream}-hop{repeat}")
-        runs.append(_timed_run(process, len(documents), "tuneflow_records_out_total", 600))
+        runs.append(_written_run(process, bootstrap, f"{stream}.normalize", len(documents), 600))
         ceilings_seen.append(pydantic_ceiling(encoded))
+        alone.append(_normalize_alone(encoded))
     hop = sorted(runs, key=lambda run: run["median"])[len(runs) // 2] | {"runs": [r["median"] for r in runs]}
-    entry = _report("normalize hop kafka to kafka (1 process)", hop, _around(PYDANTIC_CEILING, ceilings_seen), 0.70)
+    ceiling = _around(PYDANTIC_CEILING, ceilings_seen)
+    entry = _report("normalize hop kafka to kafka (1 process)", hop, ceiling, 0.70)
     entry["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
+    in_memory = _around(NORMALIZE_ALONE, alone)
+    entry["normalize_alone"] = in_memory | {"ratio": round(in_memory["median"] / ceiling["median"], 3)}
+    print(f"  {NORMALIZE_ALONE:<48} {in_memory['median']:>12,.0f} records/s  "
+          f"ratio {entry['normalize_alone']['ratio']:.2f} of {PYDANTIC_CEILING}", flush=True)
     return entry
+
+
+NORMALIZE_ALONE = "normalize process() in memory (1 core)"
+
+
+def _normalize_alone(encoded: list[bytes]) -> dict[str, Any]:
+    """The app's own work on batches of the runner's size, outputs dropped batch by batch as the runner does."""
+    app = Normalize(NormalizeOptions(), context=None)  # type: ignore[arg-type]  # process() never reads it
+    records = [Record(str(i).encode(), value) for i, value in enumerate(encoded)]
+    batches = [records[i:i + BATCH] for i in range(0, len(records), BATCH)]
+
+    def run() -> None:
+        for batch in batches:
+            app.process(batch)
+
+    return measure(NORMALIZE_ALONE, len(records), run)
 
 
 def _around(name: str, measured: list[dict[str, Any]]) -> dict[str, Any]:
