@@ -270,21 +270,30 @@ def test_a_new_definition_adds_then_removes_an_app_without_losing_records(
     assert refused.stderr.startswith(f"Error: stream '{tap}' depends on '{stream}' and would break: ")
     cli.ok("destroy", tap)
 
+    # A deployment property of normalize: it goes away with normalize and comes back with a rollback.
+    tuned = cli.ok("update", stream, "--properties", "app.normalize.require-isrc=false").splitlines()
+    assert tuned[-1] == f"stream {stream} is at release 3: restarted normalize"
+
     # Take the processor out again: the old sink drains what normalize flushed before it stops.
     removed = cli.ok("update", stream, "--definition", plain).splitlines()
-    assert removed[-1] == f"stream {stream} is at release 3: restarted file; stopped normalize"
+    assert removed[0] == ("deployment properties dropped (no such app in the new definition): "
+                          "app.normalize.require-isrc")
+    assert removed[-1] == f"stream {stream} is at release 4: restarted file; stopped normalize"
     assert "normalize" not in {s["label"] for s in cli.json("status", stream)}
+    assert not cli.json("info", stream)["deployment_properties"]
+    assert cli.json("manifest", stream)["deployment_properties"]["parsed"] == {}
     last = samples(1000, 0.0, seed=24, first_id=30_001)
     produce(kafka_bootstrap, raw, [(s.key, s.value, None) for s in last])
     everything = {int(s.key) for s in [*first, *during, *later, *last]}
     wait_for(lambda: everything <= set(_lines_by_id(out)), 180, "every record after the removal")
-    assert [r["status"] for r in cli.json("history", stream)] == ["superseded", "superseded", "deployed"]
+    assert [r["status"] for r in cli.json("history", stream)] == ["superseded"] * 3 + ["deployed"]
     assert cli.json("manifest", stream, "--release", "2")["definition"] == normalized
 
-    # Rolling back to release 2 brings its definition back, processor included.
-    back = cli.ok("rollback", stream, "--release", "2").splitlines()
-    assert back[-1] == f"stream {stream} is at release 4: restarted file; started normalize"
-    assert cli.json("info", stream)["canonical"] == normalized
+    # Rolling back to release 3 brings its definition back, processor and its property included.
+    back = cli.ok("rollback", stream, "--release", "3").splitlines()
+    assert back[-1] == f"stream {stream} is at release 5: restarted file; started normalize"
+    info = cli.json("info", stream)
+    assert info["canonical"] == normalized and info["deployment_properties"] == "app.normalize.require-isrc=false"
     assert {s["label"] for s in cli.json("status", stream)} == {"kafka", "normalize", "file"}
     final = samples(500, 0.0, seed=25, first_id=40_001)
     produce(kafka_bootstrap, raw, [(s.key, s.value, None) for s in final])
