@@ -16,7 +16,7 @@ from sinks.base import AppOptions, Failure, Outcome, SinkApp
 from streams import settings
 from streams.catalog.models import timestamp_version
 from streams.records import VERSION_HEADER, Record
-from streams.stores.base import Change, DocumentStore
+from streams.stores.base import Change, DocumentStore, storable_key, storable_version
 from streams.stores.factory import open_store
 
 TRACK_INDEXES = ("isrc", "album.album_id", "artists.artist_id")
@@ -73,7 +73,8 @@ def to_change(record: Record) -> Change:
     key = document.get("track_id") if deleting else document.get("_id")
     if key is None:
         raise ValueError("no key: a document needs '_id', a delete needs 'track_id'")
-    return Change(key=key, version=_version(record, document), document=None if deleting else document)
+    return Change(key=storable_key(key), version=storable_version(_version(record, document)),
+                  document=None if deleting else document)
 
 
 def _version(record: Record, document: dict[str, Any]) -> int:

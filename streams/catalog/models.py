@@ -24,6 +24,10 @@ from pydantic import (
 
 ISRC_PATTERN = re.compile(r"^[A-Z]{2}[A-Z0-9]{3}[0-9]{7}$")
 MAX_DURATION_MS = 86_400_000
+# The legacy columns' integer ranges (CATALOG.md): a value outside its column's range is invalid, never rounded.
+BIGINT_MAX = 2**63 - 1
+INTEGER_MAX = 2**31 - 1
+SMALLINT_MAX = 2**15 - 1
 
 
 class AlbumType(StrEnum):
@@ -86,7 +90,9 @@ Isrc = Annotated[str | None, BeforeValidator(_normalize_isrc)]
 # a fraction as 6 digits: `…00.250000Z`). No Python call per field on the way out.
 Timestamp = Annotated[datetime, AfterValidator(_utc)]
 IsoDate = date
-EntityId = Annotated[int, Field(ge=1)]
+# Strict: a JSON float or string is not an integer here, even when it holds a whole number.
+EntityId = Annotated[int, Field(ge=1, le=BIGINT_MAX, strict=True)]
+SmallPositive = Annotated[int, Field(ge=1, le=SMALLINT_MAX, strict=True)]
 
 
 class _Model(BaseModel):
@@ -118,9 +124,9 @@ class TrackDocument(_Model):
 
     id: EntityId = Field(validation_alias=AliasChoices("_id", "track_id", "id"), serialization_alias="_id")
     title: Text
-    disc_no: Annotated[int, Field(ge=1)] = 1
-    track_no: Annotated[int, Field(ge=1)]
-    duration_ms: Annotated[int, Field(ge=1, le=MAX_DURATION_MS)] | None = None
+    disc_no: SmallPositive = 1
+    track_no: SmallPositive
+    duration_ms: Annotated[int, Field(ge=1, le=MAX_DURATION_MS, strict=True)] | None = None
     isrc: Isrc = None
     explicit: bool = False
     album: AlbumRef
@@ -157,7 +163,7 @@ class AlbumDocument(_Model):
     release_date: IsoDate | None = None
     label: OptionalText = None
     artists: list[AlbumArtist] = Field(default_factory=list)
-    track_count: Annotated[int, Field(ge=0)] = 0
+    track_count: Annotated[int, Field(ge=0, le=INTEGER_MAX, strict=True)] = 0
     updated_at: Timestamp
 
 
@@ -165,7 +171,7 @@ class ArtistDocument(_Model):
     id: EntityId = Field(validation_alias=AliasChoices("_id", "artist_id", "id"), serialization_alias="_id")
     name: Text
     country: Annotated[str | None, Field(pattern=r"^[A-Z]{2}$")] = None
-    debut_year: Annotated[int, Field(ge=1000, le=9999)] | None = None
+    debut_year: Annotated[int, Field(ge=1000, le=9999, strict=True)] | None = None
     updated_at: Timestamp
 
 
@@ -182,7 +188,7 @@ class ChangeEvent(_Model):
     key: dict[str, Any] = Field(min_length=1)
     before: dict[str, Any] | None = None
     after: dict[str, Any] | None = None
-    version: Annotated[int, Field(ge=0)]
+    version: Annotated[int, Field(ge=0, le=BIGINT_MAX, strict=True)]
     committed_at: Timestamp | None = None
 
     @model_validator(mode="after")

@@ -13,6 +13,8 @@ VERSION_FIELD = "_version"
 DELETED_FIELD = "_deleted"
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+# What a document store holds exactly as an integer (BSON int64); anything wider would be stored rounded.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 def checked_name(kind: str, name: str) -> str:
@@ -60,6 +62,24 @@ class DocumentStore(Protocol):
     def drop(self, collection: str) -> None: ...
 
     def close(self) -> None: ...
+
+
+def storable_key(key: Any) -> Any:
+    """`key` if every store can hold it exactly: a 64-bit integer or a non-empty string; ValueError says why not."""
+    if isinstance(key, bool) or not isinstance(key, int | str):
+        raise ValueError(f"key {key!r} is a {type(key).__name__}: a key is an integer or a string")
+    if isinstance(key, int) and not INT64_MIN <= key <= INT64_MAX:
+        raise ValueError(f"key {key} does not fit a 64-bit integer: it would be stored rounded")
+    if isinstance(key, str) and not key:
+        raise ValueError("key is an empty string")
+    return key
+
+
+def storable_version(version: int) -> int:
+    """`version` if it fits the stored 64-bit `_version`; ValueError says why not."""
+    if not 0 <= version <= INT64_MAX:
+        raise ValueError(f"version {version} is outside 0 … 2^63-1: a store cannot compare it exactly")
+    return version
 
 
 def newest_per_key(changes: Sequence[Change]) -> list[Change]:

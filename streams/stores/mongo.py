@@ -9,9 +9,11 @@ writers of the same key can both pass the guard.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from pymongo import ASCENDING, InsertOne, MongoClient, ReplaceOne
 from pymongo.collection import Collection
@@ -39,8 +41,27 @@ VISIBLE: Document = {DELETED_FIELD: {"$ne": True}}
 DEFAULT_OPTIONS = {"serverSelectionTimeoutMS": 5_000, "connectTimeoutMS": 5_000, "socketTimeoutMS": 60_000}
 READ_CHUNK = 1000
 WRITE_ROUNDS = 3
-FERRETDB_REPLACE_CHUNK = 10
-MONGODB_WRITE_BATCH = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class WriteShape:
+    """How a server takes replacements and key reads best.
+
+    MongoDB: everything of a batch in one command. FerretDB 1.x: it holds a backend connection for every matched
+    update until the whole command ends (a command with as many as its pool of 50 hangs the server), and it
+    scans the collection for an `$in`, so it gets one replacement or one key read per command, several in flight.
+    """
+
+    replacements_per_command: int
+    commands_in_flight: int
+    reads_by_key: bool
+
+
+MONGODB_SHAPE = WriteShape(replacements_per_command=100_000, commands_in_flight=1, reads_by_key=False)
+FERRETDB_SHAPE = WriteShape(replacements_per_command=1, commands_in_flight=8, reads_by_key=True)
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 _DUPLICATE_KEY = frozenset({11000, 11001})
 _AUTH_FAILED, _UNAUTHORIZED = 18, 13
@@ -58,7 +79,8 @@ class MongoStore:
         self._owns_client = client is None
         self._client = client if client is not None else _connect(uri, self.where)
         self._db = self._client[name]
-        self._chunk: int | None = None
+        self._shape: WriteShape | None = None
+        self._pool: ThreadPoolExecutor | None = None
         self._expect_updates = False  # whether most of the last batch replaced stored documents
 
     def apply(self, collection: str, changes: Sequence[Change]) -> ApplyResult:
@@ -79,7 +101,7 @@ class MongoStore:
             if not self._expect_updates:
                 applied, pending = _bulk(target, newest, [InsertOne(_stored(change)) for change in newest])
                 if pending:
-                    stored = _stored_versions(target, [change.key for change in pending])
+                    stored = self._stored_versions(target, [change.key for change in pending])
                     pending = [c for c in pending if c.key not in stored or stored[c.key] < c.version]
             for _ in range(WRITE_ROUNDS):
                 if not pending:
@@ -92,37 +114,30 @@ class MongoStore:
                              "the batch will be written again")
 
     def _replace(self, target: Collection[Document], changes: list[Change]) -> tuple[int, int, list[Change]]:
-        """Guarded replacements, a few per command: (replacements confirmed, inserts, changes to redo)."""
-        confirmed = inserted = 0
-        redo: list[Change] = []
-        size = self._replace_chunk()
-        for start in range(0, len(changes), size):
-            chunk = changes[start : start + size]
-            matched = _bulk(target, chunk, [
-                ReplaceOne({"_id": change.key, VERSION_FIELD: {"$lt": change.version}}, _stored(change))
-                for change in chunk
-            ])[0]
-            confirmed += matched
-            if matched == len(chunk):
-                continue
-            # Whatever did not match is stale, absent, or was just rewritten by another writer: look.
-            stored = _stored_versions(target, [change.key for change in chunk])
-            missing = [change for change in chunk if change.key not in stored]
-            redo += [change for change in chunk if change.key in stored and stored[change.key] < change.version]
-            added, raced = _bulk(target, missing, [InsertOne(_stored(change)) for change in missing])
-            inserted += added
-            redo += raced
-        return confirmed, inserted, redo
+        """Guarded replacements in commands of the server's shape: (replacements confirmed, inserts, to redo)."""
+        size = self.shape().replacements_per_command
+        commands = [changes[start : start + size] for start in range(0, len(changes), size)]
+        matched = self._each(commands, lambda chunk: _bulk(target, chunk, [
+            ReplaceOne({"_id": change.key, VERSION_FIELD: {"$lt": change.version}}, _stored(change))
+            for change in chunk
+        ])[0])
+        confirmed = sum(matched)
+        unsure = [change for chunk, count in zip(commands, matched, strict=True) if count < len(chunk)
+                  for change in chunk]
+        if not unsure:
+            return confirmed, 0, []
+        # Whatever did not match is stale, absent, or was just rewritten by another writer: look.
+        stored = self._stored_versions(target, [change.key for change in unsure])
+        missing = [change for change in unsure if change.key not in stored]
+        redo = [change for change in unsure if change.key in stored and stored[change.key] < change.version]
+        inserted, raced = _bulk(target, missing, [InsertOne(_stored(change)) for change in missing])
+        return confirmed, inserted, redo + raced
 
     def get_many(self, collection: str, keys: Sequence[Any]) -> dict[Any, Document]:
         target = self._collection(collection)
         wanted = list(dict.fromkeys(keys))
-        found: dict[Any, Document] = {}
         with self._translated(f"read {collection}"):
-            for start in range(0, len(wanted), READ_CHUNK):
-                for document in target.find({"_id": {"$in": wanted[start : start + READ_CHUNK]}, **VISIBLE}):
-                    found[document["_id"]] = document
-        return found
+            return {document["_id"]: document for document in self._find_keys(target, wanted, VISIBLE, None)}
 
     def count(self, collection: str) -> int:
         target = self._collection(collection)
@@ -160,19 +175,52 @@ class MongoStore:
             self._db.drop_collection(name)
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
         if self._owns_client:
             self._client.close()
 
-    def _replace_chunk(self) -> int:
-        """How many replacements one command may carry.
-
-        FerretDB 1.x holds a backend connection for every matched update until the whole command ends, so a
-        command with more matches than its pool (100 on SQLite, 50 on PostgreSQL) hangs the server.
-        """
-        if self._chunk is None:
+    def shape(self) -> WriteShape:
+        """The server's write shape, asked once (FerretDB says who it is in `buildInfo`)."""
+        if self._shape is None:
             is_ferretdb = "ferretdbVersion" in self._client.admin.command("buildInfo")
-            self._chunk = FERRETDB_REPLACE_CHUNK if is_ferretdb else MONGODB_WRITE_BATCH
-        return self._chunk
+            self._shape = FERRETDB_SHAPE if is_ferretdb else MONGODB_SHAPE
+        return self._shape
+
+    def _each(self, items: Sequence[T], call: Callable[[T], R]) -> list[R]:
+        """`call` over `items` in order, as many at once as the server's shape takes."""
+        in_flight = self.shape().commands_in_flight
+        if in_flight == 1 or len(items) < 2:
+            return [call(item) for item in items]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="tf-mongo")
+        return list(self._pool.map(call, items))
+
+    def _find_keys(self, target: Collection[Document], keys: list[Any], where: Document,
+                   projection: Document | None) -> list[Document]:
+        """The documents of `keys` matching `where`: one `$in` per READ_CHUNK keys, or one key per command."""
+        if self.shape().reads_by_key:
+            found = self._each(keys, lambda key: target.find_one({"_id": key, **where}, projection))
+            return [document for document in found if document is not None]
+        return [document for start in range(0, len(keys), READ_CHUNK)
+                for document in target.find({"_id": {"$in": keys[start : start + READ_CHUNK]}, **where}, projection)]
+
+    def _stored_versions(self, target: Collection[Document], keys: list[Any]) -> dict[Any, int | float]:
+        versions: dict[Any, int | float] = {}
+        unversioned: list[Any] = []
+        for document in self._find_keys(target, keys, {}, {VERSION_FIELD: 1}):
+            version = document.get(VERSION_FIELD)
+            if isinstance(version, int | float) and not isinstance(version, bool):
+                versions[document["_id"]] = version
+            else:
+                unversioned.append(document["_id"])
+        if unversioned:
+            raise RecordError(
+                f"{len(unversioned)} documents in {target.name} have no numeric {VERSION_FIELD} (first: key "
+                f"{unversioned[0]!r}): not written by tuneflow, so a guarded write cannot replace them",
+                [{"field": VERSION_FIELD, "message": f"stored {key!r} has no version"} for key in unversioned],
+            )
+        return versions
 
     def _collection(self, name: str) -> Collection[Document]:
         return self._db[checked_name("collection", name)]
@@ -189,25 +237,6 @@ def _stored(change: Change) -> Document:
     if change.document is None:
         return {"_id": change.key, VERSION_FIELD: change.version, DELETED_FIELD: True}
     return {**change.document, "_id": change.key, VERSION_FIELD: change.version, DELETED_FIELD: False}
-
-
-def _stored_versions(target: Collection[Document], keys: list[Any]) -> dict[Any, int | float]:
-    versions: dict[Any, int | float] = {}
-    unversioned: list[Any] = []
-    for start in range(0, len(keys), READ_CHUNK):
-        for document in target.find({"_id": {"$in": keys[start : start + READ_CHUNK]}}, {VERSION_FIELD: 1}):
-            version = document.get(VERSION_FIELD)
-            if isinstance(version, int | float) and not isinstance(version, bool):
-                versions[document["_id"]] = version
-            else:
-                unversioned.append(document["_id"])
-    if unversioned:
-        raise RecordError(
-            f"{len(unversioned)} documents in {target.name} have no numeric {VERSION_FIELD} (first: key "
-            f"{unversioned[0]!r}): not written by tuneflow, so a guarded write cannot replace them",
-            [{"field": VERSION_FIELD, "message": f"stored {key!r} has no version"} for key in unversioned],
-        )
-    return versions
 
 
 def _bulk(target: Collection[Document], changes: list[Change],

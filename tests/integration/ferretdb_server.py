@@ -16,7 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pymongo import MongoClient
+from sqlalchemy import create_engine
 
+from streams.catalog.dburl import to_sqlalchemy_url
 from tests.integration.processes import free_port
 from tests.integration.services import scratch_database
 
@@ -69,9 +71,26 @@ class FerretDBServer:
         return self._process is not None and self._process.poll() is None
 
 
+ID_INDEX_SQL = Path(__file__).resolve().parents[2] / "deploy" / "local" / "ferretdb" / "id-index.sql"
+
+
+def index_ids(pg_url: str) -> None:
+    """What the stack does to its FerretDB's database: a GIN `_id` index on every collection table it creates."""
+    engine = create_engine(to_sqlalchemy_url(pg_url), isolation_level="AUTOCOMMIT")
+    raw = engine.raw_connection()
+    try:
+        with raw.cursor() as cursor:
+            cursor.execute(ID_INDEX_SQL.read_text())  # no parameters: its '%' stay as they are
+        raw.commit()
+    finally:
+        raw.close()
+        engine.dispose()
+
+
 @contextlib.contextmanager
 def ferretdb_on_pg(pg_url: str) -> Iterator[FerretDBServer]:
     with tempfile.TemporaryDirectory(prefix="tf-fdb-pg-") as workdir, scratch_database(pg_url, "tf_fdb") as pg:
+        index_ids(pg)
         libpq_url = pg.replace("postgresql://", "postgres://", 1)
         server = FerretDBServer(["--handler=pg", f"--postgresql-url={libpq_url}"], Path(workdir)).start()
         try:
