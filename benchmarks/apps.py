@@ -24,11 +24,14 @@ from pymongo import MongoClient
 from benchmarks.ceilings import (
     EXISTING_KEYS_CEILING,
     PYDANTIC_CEILING,
-    UPSERT_DOCS,
+    UPDATE_DOCS,
+    VALIDATE_SERIALIZE_CEILING,
     existing_keys_ceiling,
     pydantic_ceiling,
+    validate_serialize_ceiling,
 )
 from benchmarks.harness import REPEATS, measure
+from benchmarks.peers.runner import FaustHop
 from benchmarks.records import track_documents
 from processors.normalize import Normalize, NormalizeOptions
 from streams.catalog.models import TrackDocument, timestamp_version
@@ -46,6 +49,9 @@ BATCH = RunSpec("", "").batch_size  # the runner's default, which the ceilings u
 POLL_S = 0.05
 CEILING_RECORDS = 30_000
 RSS_LIMIT_MB = 250
+SHAPE_KEYS = ("replacements_per_command", "commands_in_flight")
+# The sink's update rate before FerretDB's collections had their `_id` index (one command of ten at a time).
+BEFORE_INDEX_UPDATES = {"report": "20261126T173539Z", "median": 88.8}
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -88,31 +94,43 @@ def _timed_run(process: AppProcess, records: int, done_metric: str, timeout_s: f
             "unit": "records/s", "peak_rss_mb": rss}
 
 
-def _written_run(process: AppProcess, bootstrap: str, topic: str, records: int, timeout_s: float) -> dict[str, Any]:
-    """Start an app that writes to the one-partition `topic`; its rate comes from the CreateTime stamps the
-    producer put on the records it wrote, so nothing scrapes the app while it runs (a scrape takes the GIL).
+def _written_run(process: AppProcess | list[AppProcess], bootstrap: str, topic: str, records: int,
+                 timeout_s: float, partitions: int = 1) -> dict[str, Any]:
+    """Start the processes that write `topic`; their rate comes from the CreateTime stamps the producer put on the
+    records they wrote, so nothing scrapes an app while it runs (a scrape takes the GIL).
 
     Rate: the records written after the first batch, over the time from the first record written to the last.
     """
+    processes = process if isinstance(process, list) else [process]
     reader = Consumer({"bootstrap.servers": bootstrap, "group.id": f"tf-bench-{uuid.uuid4().hex[:8]}",
                        "enable.auto.commit": False, "enable.partition.eof": False})
+    parts = [TopicPartition(topic, p) for p in range(partitions)]
+
+    def written() -> list[int]:
+        return [reader.get_watermark_offsets(part, timeout=10)[1] for part in parts]
+
     try:
-        start = reader.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1]
-        process.start()
-        assert process.proc is not None
+        starts = written()
+        for each in processes:
+            each.start()
         deadline = time.monotonic() + timeout_s
         try:
-            while reader.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1] < start + records:
-                if process.proc.poll() is not None:
-                    raise RuntimeError(f"{process.args[0]} exited with {process.proc.returncode}:\n"
-                                       f"{process.log_tail()}")
+            while sum(written()) < sum(starts) + records:
+                for each in processes:
+                    assert each.proc is not None
+                    if each.proc.poll() is not None:
+                        raise RuntimeError(f"{each.args[0]} exited with {each.proc.returncode}:\n{each.log_tail()}")
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"{process.args[0]} did not finish in {timeout_s}s:\n{process.log_tail()}")
+                    raise RuntimeError(f"{processes[0].args[0]} did not finish in {timeout_s}s:\n"
+                                       f"{processes[0].log_tail()}")
                 time.sleep(0.2)
-            rss = _peak_rss_mb(process.proc.pid)
+            rss = max(_peak_rss_mb(each.proc.pid) for each in processes if each.proc is not None)
         finally:
-            process.stop()
-        stamps = _create_times(reader, topic, start, records)
+            for each in processes:
+                each.stop()
+        ends = written()
+        stamps = _create_times(reader, [TopicPartition(topic, p, start) for p, start in enumerate(starts)],
+                               [end - start for start, end in zip(starts, ends, strict=True)])
     finally:
         reader.close()
     seconds = (max(stamps) - min(stamps)) / 1000
@@ -120,12 +138,13 @@ def _written_run(process: AppProcess, bootstrap: str, topic: str, records: int, 
             "unit": "records/s", "peak_rss_mb": rss, "timed_by": "output CreateTime"}
 
 
-def _create_times(reader: Consumer, topic: str, start: int, count: int) -> list[int]:
-    reader.assign([TopicPartition(topic, 0, start)])
+def _create_times(reader: Consumer, starts: list[TopicPartition], counts: list[int]) -> list[int]:
+    reader.assign(starts)
+    ends = {part.partition: part.offset + count for part, count in zip(starts, counts, strict=True)}
     stamps: list[int] = []
-    while len(stamps) < count:
+    while len(stamps) < sum(counts):
         for message in reader.consume(10_000, 5):
-            if message.error() is None and message.offset() < start + count:
+            if message.error() is None and message.offset() < ends[message.partition()]:
                 stamps.append(message.timestamp()[1])
     return stamps
 
@@ -138,13 +157,13 @@ class _Topics:
         self._admin = AdminClient({"bootstrap.servers": bootstrap})
         self._names: list[str] = []
 
-    def create(self, *names: str) -> None:
-        for future in self._admin.create_topics([NewTopic(n, 1, 1) for n in names]).values():
+    def create(self, *names: str, partitions: int = 1) -> None:
+        for future in self._admin.create_topics([NewTopic(n, partitions, 1) for n in names]).values():
             future.result(30)
         self._names.extend(names)
 
-    def fill(self, name: str, documents: list[dict[str, Any]]) -> None:
-        self.create(name)
+    def fill(self, name: str, documents: list[dict[str, Any]], partitions: int = 1) -> None:
+        self.create(name, partitions=partitions)
         produce(self.bootstrap, name, [(str(d["_id"]).encode(), orjson.dumps(d), None) for d in documents])
 
     def delete_all(self, *also: str) -> None:
@@ -190,36 +209,85 @@ def run_all(env: dict[str, str], ceilings: dict[str, list[dict[str, Any]]], work
                             "tuneflow_records_out_total", 600)
         results.append(_report("kafka source (topic to topic)", source,
                                _ceiling(ceilings, "kafka", "kafka consume (batch 10k)"), None))
-        results.append(_normalize_hop(bootstrap, stream, src, documents, workdir))
+        results.append(_normalize_hop(bootstrap, stream, src, documents, topics, workdir))
+        results.append(_scaled_hop(bootstrap, stream, documents, topics, workdir))
         results.extend(_sink_runs(stream, topics, mongo_uri, ceilings, workdir))
     finally:
-        topics.delete_all(*(f"{stream}{suffix}.{app}.dlq" for suffix in ("", "n", "u")
-                            for app in ("kafka", "normalize", "mongo")))
+        topics.delete_all(*(f"{stream}{suffix}.{app}.dlq" for suffix in ("", "n", "u", "x")
+                            for app in ("kafka", "normalize", "mongo")),
+                          *(f"{stream}-faust{repeat}-__assignor-__leader" for repeat in range(REPEATS)))
     return results
 
 
 def _normalize_hop(bootstrap: str, stream: str, source_topic: str, documents: list[dict[str, Any]],
-                   workdir: Path) -> dict[str, Any]:
-    """Runs interleaved with the pydantic ceiling on the same records, so both see the same machine.
+                   topics: _Topics, workdir: Path) -> dict[str, Any]:
+    """Runs interleaved with the ceilings and with the faust-streaming peer on the same records, so all of them
+    see the same machine.
 
-    `normalize`'s own work (its `process()` on the same records in memory, no Kafka) is measured beside them: it
-    tells the app's cost (validate, then serialize the normalized document) from the runtime's.
+    The hop's work is validate + serialize: its ceiling does exactly that on the same records. The validate-only
+    ceiling and `normalize`'s own `process()` in memory (no Kafka) are measured beside it; together they tell
+    the app's cost from the runtime's.
     """
     encoded = [orjson.dumps(d) for d in documents[:CEILING_RECORDS]]
-    ceilings_seen, alone, runs = [pydantic_ceiling(encoded)], [_normalize_alone(encoded)], []
+    faust_topic = f"{stream}_faust"
+    topics.create(faust_topic)
+    fair, validate_only, alone, runs, faust_runs = [], [], [], [], []
+
+    def ceilings_now() -> None:
+        fair.append(validate_serialize_ceiling(encoded))
+        validate_only.append(pydantic_ceiling(encoded))
+        alone.append(_normalize_alone(encoded))
+
+    ceilings_now()
     for repeat in range(REPEATS):
         process = _app("normalize", stream, workdir, "--input", source_topic, "--group", f"{stream}-hop{repeat}")
         runs.append(_written_run(process, bootstrap, f"{stream}.normalize", len(documents), 600))
-        ceilings_seen.append(pydantic_ceiling(encoded))
-        alone.append(_normalize_alone(encoded))
-    hop = sorted(runs, key=lambda run: run["median"])[len(runs) // 2] | {"runs": [r["median"] for r in runs]}
-    ceiling = _around(PYDANTIC_CEILING, ceilings_seen)
-    entry = _report("normalize hop kafka to kafka (1 process)", hop, ceiling, 0.70)
+        peer = FaustHop(bootstrap, source_topic, faust_topic, f"{stream}-faust{repeat}", workdir)
+        faust_runs.append(_written_run(peer, bootstrap, faust_topic, len(documents), 900))
+        print(f"    {'faust-streaming agent, same hop':<46} {faust_runs[-1]['median']:>12,.0f} records/s", flush=True)
+        ceilings_now()
+    hop = _median_run(runs)
+    entry = _report("normalize hop kafka to kafka (1 process)", hop, _around(VALIDATE_SERIALIZE_CEILING, fair), 0.80)
     entry["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
-    in_memory = _around(NORMALIZE_ALONE, alone)
-    entry["normalize_alone"] = in_memory | {"ratio": round(in_memory["median"] / ceiling["median"], 3)}
-    print(f"  {NORMALIZE_ALONE:<48} {in_memory['median']:>12,.0f} records/s  "
-          f"ratio {entry['normalize_alone']['ratio']:.2f} of {PYDANTIC_CEILING}", flush=True)
+    for key, name, measured in (("validate_only", PYDANTIC_CEILING, validate_only),
+                                ("normalize_alone", NORMALIZE_ALONE, alone)):
+        around = _around(name, measured)
+        entry[key] = around | {"hop_ratio": round(hop["median"] / around["median"], 3)}
+        print(f"    {name:<46} {around['median']:>12,.0f} records/s  hop at {entry[key]['hop_ratio']:.2f} of it",
+              flush=True)
+    faust = _median_run(faust_runs)
+    entry["faust"] = {"name": "faust-streaming agent, same hop (1 worker)", **faust,
+                      "peak_rss_mb": max(r["peak_rss_mb"] for r in faust_runs),
+                      "tuneflow_times_faust": round(hop["median"] / faust["median"], 2),
+                      "target_times": 1.0, "meets_target": hop["median"] >= faust["median"]}
+    print(f"    tuneflow's hop at {entry['faust']['tuneflow_times_faust']:.2f}x faust-streaming's", flush=True)
+    return entry
+
+
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return sorted(runs, key=lambda run: run["median"])[len(runs) // 2] | {"runs": [r["median"] for r in runs]}
+
+
+def _scaled_hop(bootstrap: str, stream: str, documents: list[dict[str, Any]], topics: _Topics,
+                workdir: Path) -> dict[str, Any]:
+    """The hop with `deployer.normalize.count=1` and `=2` on the same two-partition topics, alternating: how it
+    scales on a 2-core machine whose cores the broker shares."""
+    scaled = f"{stream}x"
+    topics.fill(f"{scaled}_raw", documents, partitions=2)
+    topics.create(f"{scaled}.normalize", partitions=2)
+    by_count: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
+    for repeat in range(REPEATS):
+        for count in (1, 2):
+            group = f"{scaled}-c{count}r{repeat}"
+            processes = [_app("normalize", scaled, workdir, "--input", f"{scaled}_raw", "--group", group,
+                              "--instance", str(index)) for index in range(count)]
+            by_count[count].append(_written_run(processes, bootstrap, f"{scaled}.normalize", len(documents), 600,
+                                                partitions=2))
+    one, two = _median_run(by_count[1]), _median_run(by_count[2])
+    entry = {"name": "normalize hop, deployer.normalize.count=2 (2 partitions)", **two,
+             "count_1": one, "speedup": round(two["median"] / one["median"], 2)}
+    print(f"  {entry['name']:<48} {two['median']:>12,.0f} records/s  {entry['speedup']:.2f}x count=1 "
+          f"({one['median']:,.0f}/s)", flush=True)
     return entry
 
 
@@ -265,8 +333,8 @@ def _sink_runs(stream: str, topics: _Topics, mongo_uri: str, ceilings: dict[str,
                                _ceiling(ceilings, "store", "store bulk_write upsert, new keys"), 0.85))
         results[-1]["insert_many_ceiling"] = _ceiling(ceilings, "store", f"store insert_many (batch {BATCH})")["median"]
 
-        # Newer versions of UPSERT_DOCS stored keys: the collection size the existing-keys ceiling ran on.
-        base = [to_plain(TrackDocument.model_validate(d)) for d in track_documents(UPSERT_DOCS, seed=22)]
+        # Newer versions of UPDATE_DOCS stored keys: the collection size the existing-keys ceiling runs on.
+        base = [to_plain(TrackDocument.model_validate(d)) for d in track_documents(UPDATE_DOCS, seed=22)]
         client[update_db]["tracks"].insert_many([
             d | {VERSION_FIELD: timestamp_version(TrackDocument.model_validate(d).updated_at), DELETED_FIELD: False}
             for d in base
@@ -274,16 +342,20 @@ def _sink_runs(stream: str, topics: _Topics, mongo_uri: str, ceilings: dict[str,
         newer = [d | {"title": "updated", "updated_at": "2025-01-01T00:00:00Z"} for d in base]
         topics.fill(updates_topic, newer)
         # The ceiling runs just before and after the sink, on a collection of the same size, same machine state.
-        ceilings_seen = [existing_keys_ceiling(mongo_uri, track_documents(UPSERT_DOCS, seed=23))]
+        ceilings_seen = [existing_keys_ceiling(mongo_uri, track_documents(UPDATE_DOCS, seed=23))]
         sink = _app("mongo", f"{stream}u", workdir, "--label", "mongo", "--input", updates_topic, "--",
                     f"--uri={mongo_uri}", f"--database={update_db}")
-        updated = _timed_run(sink, UPSERT_DOCS, "tuneflow_records_out_total", 1800)
-        ceilings_seen.append(existing_keys_ceiling(mongo_uri, track_documents(UPSERT_DOCS, seed=24)))
+        updated = _timed_run(sink, UPDATE_DOCS, "tuneflow_records_out_total", 1800)
+        ceilings_seen.append(existing_keys_ceiling(mongo_uri, track_documents(UPDATE_DOCS, seed=24)))
         stored_titles = {d["title"] for d in client[update_db]["tracks"].find({}, {"title": 1})}
         if stored_titles != {"updated"}:
             raise RuntimeError(f"the sink run left other titles in the store: {sorted(stored_titles)[:5]}")
         results.append(_report(f"mongo sink, newer versions of stored keys (batch {BATCH})", updated,
                                _around(EXISTING_KEYS_CEILING, ceilings_seen), 0.85))
+        results[-1] |= {"shape": {k: v for k, v in ceilings_seen[0].items() if k in SHAPE_KEYS},
+                        "before_index": BEFORE_INDEX_UPDATES,
+                        "times_before_index": round(updated["median"] / BEFORE_INDEX_UPDATES["median"], 2),
+                        "target_times_before_index": 3.0}
     finally:
         for name in (new_db, update_db):
             client.drop_database(name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
@@ -19,7 +20,7 @@ from benchmarks.records import encoded_size, track_documents
 from streams.catalog.dburl import to_sqlalchemy_url
 from streams.catalog.models import TrackDocument
 from streams.runtime.runner import RunSpec
-from streams.stores.mongo import FERRETDB_REPLACE_CHUNK
+from streams.stores.mongo import MongoStore, WriteShape
 from tests.integration.services import scratch_database
 
 KAFKA_RECORDS = int(os.environ.get("TUNEFLOW_BENCH_KAFKA_RECORDS", "200000"))
@@ -27,9 +28,12 @@ STORE_DOCS = int(os.environ.get("TUNEFLOW_BENCH_STORE_DOCS", "20000"))
 RDBMS_ROWS = int(os.environ.get("TUNEFLOW_BENCH_RDBMS_ROWS", "200000"))
 BATCH = RunSpec("", "").batch_size  # the runner's default batch: the apps benchmark compares at this size
 UPSERT_DOCS = int(os.environ.get("TUNEFLOW_BENCH_UPSERT_DOCS", "3000"))
-UPSERT_OPS_PER_COMMAND = FERRETDB_REPLACE_CHUNK  # what the mongo store sends FerretDB in one update command
+UPDATE_DOCS = int(os.environ.get("TUNEFLOW_BENCH_UPDATE_DOCS", "20000"))
+# FerretDB 1.24 hangs on an update command with as many ops as its backend pool (50): a few ops a command.
+UPSERT_OPS_PER_COMMAND = 10
 
 PYDANTIC_CEILING = "pydantic validate_json track (1 core)"
+VALIDATE_SERIALIZE_CEILING = "pydantic validate_json + to_json track (1 core)"
 PRODUCER_CONFIG = {"enable.idempotence": True, "linger.ms": 5, "batch.size": 1_000_000,
                    "compression.type": "lz4", "queue.buffering.max.messages": 500_000}
 
@@ -39,6 +43,7 @@ def cpu_ceilings(documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
         measure("orjson.loads track", len(encoded), lambda: _each(orjson.loads, encoded)),
         pydantic_ceiling(encoded),
+        validate_serialize_ceiling(encoded),
     ]
 
 
@@ -46,6 +51,18 @@ def pydantic_ceiling(encoded: list[bytes]) -> dict[str, Any]:
     """TrackDocument validation alone, results dropped as they come (a retained list would cost GC time)."""
     adapter = TypeAdapter(TrackDocument)
     return measure(PYDANTIC_CEILING, len(encoded), lambda: _each(adapter.validate_json, encoded))
+
+
+def validate_serialize_ceiling(encoded: list[bytes]) -> dict[str, Any]:
+    """What the normalize hop must do per record: validate, then write the validated document back as JSON."""
+    validate = TrackDocument.__pydantic_validator__.validate_json
+    to_json = TrackDocument.__pydantic_serializer__.to_json
+
+    def run() -> None:
+        for item in encoded:
+            to_json(validate(item), by_alias=True)
+
+    return measure(VALIDATE_SERIALIZE_CEILING, len(encoded), run)
 
 
 def _each(function: Any, items: list[bytes]) -> None:
@@ -129,7 +146,7 @@ def store_ceilings(uri: str, documents: list[dict[str, Any]], upsert_docs: int =
                     repeats=repeats, **details),
             measure("store bulk_write upsert, new keys", len(upserted), lambda: upsert(upserted),
                     setup=collection.drop, repeats=repeats, **details),
-            measure(EXISTING_KEYS_CEILING, len(upserted), lambda: upsert(updates),
+            measure("store bulk_write upsert, existing keys", len(upserted), lambda: upsert(updates),
                     setup=load_upserted, repeats=repeats, **details),
         ]
     finally:
@@ -137,19 +154,47 @@ def store_ceilings(uri: str, documents: list[dict[str, Any]], upsert_docs: int =
         client.close()
 
 
-EXISTING_KEYS_CEILING = "store bulk_write upsert, existing keys"
+EXISTING_KEYS_CEILING = "store guarded replace, existing keys"
+
+
+def write_shape(uri: str) -> WriteShape:
+    """How the mongo store writes to this server (commands of N replacements, M in flight): the ceiling's shape."""
+    store = MongoStore(uri, "admin")
+    try:
+        return store.shape()
+    finally:
+        store.close()
 
 
 def existing_keys_ceiling(uri: str, documents: list[dict[str, Any]]) -> dict[str, Any]:
-    """Upserts replacing every one of `documents` in a collection holding exactly them (one run)."""
+    """Version-guarded replacements of every one of `documents` in a collection holding exactly them (one run),
+    plain pymongo in the store's write shape: the same commands, as many in flight, on the same indexed store."""
     client: MongoClient[dict[str, Any]] = MongoClient(uri, serverSelectionTimeoutMS=10_000)
     database = client[f"tf_bench_{uuid.uuid4().hex[:8]}"]
     collection = database["tracks"]
+    shape = write_shape(uri)
     try:
-        collection.insert_many([dict(d) for d in documents], ordered=False)
-        updates = [d | {"title": "updated"} for d in documents]
-        return measure(EXISTING_KEYS_CEILING, len(documents), lambda: _upsert(collection, updates), repeats=1,
-                       upsert_ops_per_command=UPSERT_OPS_PER_COMMAND)
+        for start in range(0, len(documents), 5000):
+            collection.insert_many([d | {"_version": 1, "_deleted": False} for d in documents[start:start + 5000]],
+                                   ordered=False)
+        updates = [d | {"title": "updated", "_version": 2, "_deleted": False} for d in documents]
+        size = shape.replacements_per_command
+        commands = [updates[start : start + size] for start in range(0, len(updates), size)]
+
+        def replace(command: list[dict[str, Any]]) -> None:
+            collection.bulk_write([ReplaceOne({"_id": d["_id"], "_version": {"$lt": d["_version"]}}, d)
+                                   for d in command], ordered=False)
+
+        def run() -> None:
+            with ThreadPoolExecutor(max_workers=shape.commands_in_flight) as pool:
+                for _ in pool.map(replace, commands):
+                    pass
+
+        result = measure(EXISTING_KEYS_CEILING, len(documents), run, repeats=1,
+                         replacements_per_command=size, commands_in_flight=shape.commands_in_flight)
+        if collection.count_documents({"title": "updated"}) != len(documents):
+            raise RuntimeError("the guarded-replace ceiling did not replace every document")
+        return result
     finally:
         client.drop_database(database.name)
         client.close()

@@ -4,7 +4,8 @@ It also runs on FerretDB 1.24, so it uses plain filters and whole-document repla
 (no `$expr`, no pipeline updates) and trusts no per-operation error of a failed update.
 On FerretDB the version guard holds for one writer per key (the runtime routes each key to one sink
 instance): FerretDB evaluates an update's filter and writes the document in two steps, so two concurrent
-writers of the same key can both pass the guard.
+writers of the same key can both pass the guard. Within one batch each key is written once, so the commands
+the store keeps in flight at once never race each other.
 """
 
 from __future__ import annotations
