@@ -54,7 +54,8 @@ def tuneflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Cap
 def test_the_command_tree_has_the_verbs_users_rely_on() -> None:
     paths = {path for path, _ in COMMANDS}
     assert {("stream", verb) for verb in ("create", "deploy", "undeploy", "destroy", "list", "info", "status",
-                                          "update", "rollback", "history", "manifest", "scale", "validate")} <= paths
+                                          "update", "rollback", "history", "manifest", "scale", "validate",
+                                          "import", "export")} <= paths
     assert {("app", verb) for verb in ("list", "info", "register", "unregister", "default", "run")} <= paths
     assert {("run",), ("demo",)} <= paths
 
