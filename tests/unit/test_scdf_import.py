@@ -3,16 +3,13 @@ what is kept, and the errors for a file that cannot be read."""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
 
 import orjson
 import pytest
 
-from streams.cli import main
 from streams.runtime import loader
+from tests.unit.cli import Result, Run, in_process
 
 EXPORT = Path(__file__).parents[1] / "scdf" / "streams.json"
 HTTP_GAP = "  not mapped: app 'http': maps to 'http', which is not a registered source app here (`tuneflow app list`)\n"
@@ -21,29 +18,10 @@ FULLY_MAPPED = ["all-tracks-log", "eu-in", "orders-archive", "orders-copy", "ord
 DRY_RUN_REPORT = (EXPORT.parent / "streams.dry-run.txt").read_text()  # every line checked by hand
 
 
-class Result(NamedTuple):
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-Run = Callable[..., Result]
-
-
 @pytest.fixture
 def tuneflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
     """The `tuneflow` entry point in this process, with its own TUNEFLOW_HOME (`home=` picks another)."""
-    monkeypatch.delenv("TUNEFLOW_DB_URL", raising=False)
-
-    def run(*args: str, home: Path = tmp_path / "home") -> Result:
-        monkeypatch.setenv("TUNEFLOW_HOME", str(home))
-        monkeypatch.setattr(sys, "argv", ["tuneflow", *args])
-        with pytest.raises(SystemExit) as exited:
-            main()
-        out, err = capsys.readouterr()
-        return Result(exited.value.code if isinstance(exited.value.code, int) else 1, out, err)
-
-    return run
+    return in_process(tmp_path / "home", monkeypatch, capsys)
 
 
 def http_registered() -> bool:
