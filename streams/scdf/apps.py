@@ -46,7 +46,6 @@ class Counterpart:
     options: Mapping[str, Option]
     reasons: Mapping[str, str] = field(default_factory=dict)  # known SCDF options without a counterpart: why
     compose: Callable[[Parts], Composed] | None = None
-    note: str = ""  # said when the counterpart is not registered
 
 
 def relaxed(key: str) -> str:
@@ -190,9 +189,9 @@ DEBEZIUM: dict[tuple[str, ...], Option | str] = {
 
 
 def _counterpart(scdf: str, kind: AppKind, app: str, entries: Mapping[tuple[str, ...], Option | str],
-                 compose: Callable[[Parts], Composed] | None = None, note: str = "") -> Counterpart:
+                 compose: Callable[[Parts], Composed] | None = None) -> Counterpart:
     options, reasons = _table(entries)
-    return Counterpart(scdf, kind, app, options, reasons, compose, note)
+    return Counterpart(scdf, kind, app, options, reasons, compose)
 
 
 COUNTERPARTS: dict[tuple[AppKind, str], Counterpart] = {
@@ -255,7 +254,6 @@ COUNTERPARTS: dict[tuple[AppKind, str], Counterpart] = {
 
 DEBEZIUM_APPS = ("debezium", "cdc-debezium")
 DEBEZIUM_CONNECTORS = {"postgres": "cdc-postgres", "mysql": "cdc-mysql", "mariadb": "cdc-mysql"}
-SCDF_NAMES = {"mongo": "mongodb", "cdc-postgres": "debezium", "cdc-mysql": "debezium"}
 
 
 def counterpart(kind: AppKind, scdf_app: str, options: Mapping[str, str]) -> Counterpart:
