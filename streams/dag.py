@@ -21,6 +21,7 @@ from streams.suggest import did_you_mean
 
 NO_STREAMS: Mapping[str, StreamDefinition] = MappingProxyType({})
 BRIDGE_LABEL = "bridge"
+SOURCE_DESTINATION_OPTIONS = ("group",)
 
 # (has an input, has an output) -> the only kind that fits there
 _KIND_BY_PLACE: dict[tuple[bool, bool], AppKind] = {
@@ -82,7 +83,10 @@ def check(definition: StreamDefinition, existing: Mapping[str, StreamDefinition]
     streams = {stream.name: stream for stream in existing.values() if stream.name != definition.name}
     streams[definition.name] = resolved
     if definition.source_destination is not None:
+        check_source_options(definition.source_destination)
         check_tap(definition.source_destination, streams)
+    if definition.sink_destination is not None:
+        check_sink(definition.sink_destination, streams)
     check_cycles(definition.name, streams)
     return DagReport(resolved, _app_reports(resolved), destinations(streams.values()))
 
@@ -169,13 +173,24 @@ def _check_options(node: AppNode, kind: AppKind) -> None:
 # -- taps and cycles -----------------------------------------------------------------------------------------------
 
 
+def check_source_options(destination: Destination) -> None:
+    """Of the options SCDF takes on a source destination, only `--group` (the consumer group) means anything."""
+    unknown = [key for key in destination.options if key not in SOURCE_DESTINATION_OPTIONS]
+    if unknown:
+        raise ConfigError(f"unknown option '--{unknown[0]}' on ':{destination.name}': a source destination takes "
+                          f"only --group (the consumer group) [default: the stream name]")
+
+
 def check_tap(destination: Destination, streams: Mapping[str, StreamDefinition]) -> None:
-    """A tap `:s.a` reads the output topic of app `a` of the existing stream `s`; other destinations pass."""
+    """A tap `:s.a` reads the output topic of app `a` of the existing stream `s`; a dotted destination that another
+    stream writes (`> :s.a`) is a plain destination; other destinations pass."""
     if destination.tap is None:
         return
     stream_name, label = destination.tap
     tapped = streams.get(stream_name)
     where = f"in tap ':{destination.name}'"
+    if tapped is None and destination.name in _writers(streams.values()):
+        return
     if tapped is None:
         raise ConfigError(f"unknown stream '{stream_name}' {where}.{did_you_mean(stream_name, streams)} A destination"
                           " with exactly one '.' is a tap: ':stream.label' reads an app of an existing stream")
@@ -184,6 +199,17 @@ def check_tap(destination: Destination, streams: Mapping[str, StreamDefinition])
                           f" Labels of stream '{stream_name}': {', '.join(tapped.labels) or 'none'}")
     if label == tapped.labels[-1]:
         raise ConfigError(_untappable(destination, tapped))
+
+
+def check_sink(destination: Destination, streams: Mapping[str, StreamDefinition]) -> None:
+    """A dotted output destination may not be the topic between two apps of an existing stream."""
+    if destination.tap is None:
+        return
+    stream_name, label = destination.tap
+    owner = streams.get(stream_name)
+    if owner is not None and label in owner.labels:
+        raise ConfigError(f"cannot write to ':{destination.name}': it is the output topic of app '{label}' of stream "
+                          f"'{stream_name}'; pick another destination name")
 
 
 def _untappable(destination: Destination, tapped: StreamDefinition) -> str:
@@ -255,19 +281,21 @@ def destinations(streams: Iterable[StreamDefinition]) -> dict[str, DestinationRe
     names = {stream.name for stream in ordered}
     for stream in ordered:
         if stream.sink_destination is not None:
-            _entry(found, stream.sink_destination).writers.append(stream.name)
+            _entry(found, stream.sink_destination, names).writers.append(stream.name)
         source = stream.source_destination
         if source is not None:
-            entry = _entry(found, source)
+            entry = _entry(found, source, names)
             entry.readers.append(stream.name)
-            if source.tap is not None and source.tap[0] in names and not entry.writers:
-                entry.writers.append(source.tap[0])
+            if entry.tap and not entry.writers:
+                entry.writers.append(source.name.partition(".")[0])
     return found
 
 
-def _entry(found: dict[str, DestinationReport], destination: Destination) -> DestinationReport:
+def _entry(found: dict[str, DestinationReport], destination: Destination, streams: set[str]) -> DestinationReport:
+    """The report of `destination`: a tap when its name is `stream.label` of one of `streams`."""
     if destination.name not in found:
-        found[destination.name] = DestinationReport(destination.name, tap=destination.tap is not None)
+        tap = destination.tap is not None and destination.tap[0] in streams
+        found[destination.name] = DestinationReport(destination.name, tap=tap)
     return found[destination.name]
 
 

@@ -1,12 +1,18 @@
 """The stream DSL: `:in > label: app --key=value | app > :out`, parsed into data and printed back canonically.
 
-Grammar (whitespace between tokens is free; a value holds no whitespace or '|' unless quoted):
+It reads what Spring Cloud Data Flow's stream DSL reads, the same way, and refuses the rest with a position:
 
-    definition  := [destination '>'] pipeline ['>' destination] | destination '>' destination
+    definition  := [source '>'] pipeline ['>' destination] | source '>' destination
+    source      := destination option*                   (only --group, the consumer group, means something)
     pipeline    := app ('|' app)*
-    app         := [label ':'] name ('--' key '=' value)*
-    value       := bare | "'" ... "'" | '"' ... '"'      (inside quotes, \\<quote> and \\\\ are escapes)
-    destination := ':' part ('.' part)*                   (exactly one '.' reads a tap ':stream.label')
+    app         := [label ': '] name option*              (a space follows the label's ':')
+    option      := '--' part ('.' part)* '=' value
+    value       := bare | "'" ... "'" | '"' ... '"'      (inside '...', '' is one '; a backslash is a backslash)
+    destination := ':' part ('.' part)*                   (read as a tap ':stream.label' when that stream exists)
+
+Names (streams, apps, labels) start with a letter; option and destination parts with a letter, digit or '_'.
+A bare value ends at whitespace, '|', ';' or '>', except inside quotes it holds (`#jsonPath(payload,'$.a b')`).
+Where tuneflow refuses what SCDF accepts, the error names the difference (see README, "The stream DSL").
 """
 
 from __future__ import annotations
@@ -16,14 +22,18 @@ from dataclasses import dataclass, field
 
 from streams.errors import ConfigError
 
+NAME_START = frozenset(string.ascii_letters)
 NAME_CHARS = frozenset(string.ascii_letters + string.digits + "-_")
-KEY_CHARS = NAME_CHARS | {"."}
-DESTINATION_CHARS = KEY_CHARS
+PART_START = frozenset(string.ascii_letters + string.digits + "_")
+WHITESPACE = " \t\r\n"
+VALUE_ENDS = frozenset(WHITESPACE + "|;>")
 QUOTES = "'\""
+WILDCARDS = "*/#"
 
 APP_OR_DESTINATION = "an app name or a named destination (':dest') was expected"
 APP_EXPECTED = "an app name was expected"
 AFTER_APP = "an option (--key=value), '|' or '>' was expected"
+NAME_RULE = "names start with a letter, then letters, digits, '-' and '_'"
 
 
 class DslError(ConfigError):
@@ -61,14 +71,16 @@ def _render(problem: str, hint: str, definition: str, position: int) -> str:
 
 @dataclass
 class Destination:
-    """A named destination `:name`, i.e. the topic `name`; equality ignores `position`."""
+    """A named destination `:name`, i.e. the topic `name`, with the options SCDF allows on a source destination;
+    equality ignores `position`."""
 
     name: str
     position: int = field(default=0, compare=False)
+    options: dict[str, str] = field(default_factory=dict)
 
     @property
     def tap(self) -> tuple[str, str] | None:
-        """(stream, label) when the name reads the output of another stream's app: exactly one '.'."""
+        """(stream, label) when the name can read the output of another stream's app: exactly one '.'."""
         stream, dot, label = self.name.partition(".")
         return (stream, label) if dot and "." not in label else None
 
@@ -107,8 +119,13 @@ def parse(name: str, text: str) -> StreamDefinition:
 
 
 def check_stream_name(name: str) -> None:
-    if not name or not set(name) <= NAME_CHARS:
-        raise ConfigError(f"invalid stream name {name!r}: use letters, digits, '-' and '_'")
+    if not is_name(name):
+        raise ConfigError(f"invalid stream name {name!r}: {NAME_RULE}")
+
+
+def is_name(name: str) -> bool:
+    """A valid stream name, app name or label."""
+    return bool(name) and name[0] in NAME_START and set(name) <= NAME_CHARS
 
 
 class _Parser:
@@ -132,9 +149,10 @@ class _Parser:
 
     def source_destination(self) -> Destination:
         destination = self.destination()
-        self.skip_spaces()
+        expected = f"'>' was expected after ':{destination.name}'"
+        destination.options = self.options(expected)
         if self.peek() != ">":
-            raise self.unexpected(f"'>' was expected after ':{destination.name}'")
+            raise self.unexpected(expected)
         self.pos += 1
         self.skip_spaces()
         return destination
@@ -146,11 +164,11 @@ class _Parser:
         if self.peek() != ":":
             raise self.unexpected("a named destination (':dest') was expected after '>'")
         destination = self.destination()
-        if destination.tap is not None:
-            raise DslError(f"cannot write to the tap ':{destination.name}'",
-                           "a name with exactly one '.' reads an app's output (':stream.label'); pick another name",
-                           self.text, destination.position)
         self.skip_spaces()
+        if self.text.startswith("--", self.pos):
+            raise DslError("option on an output destination",
+                           "SCDF ignores options after '> :dest'; tuneflow refuses them: remove them or set them on "
+                           "the app before", self.text, self.pos)
         if self.pos < len(self.text):
             raise self.unexpected(f"nothing may follow the output destination ':{destination.name}'")
         return destination
@@ -158,6 +176,9 @@ class _Parser:
     def pipeline(self) -> list[AppNode]:
         apps = [self.app(APP_OR_DESTINATION)]
         while self.peek() == "|":
+            if self.text.startswith("||", self.pos):
+                raise DslError("unexpected '||'", "SCDF's '||' (a list of unbound apps) is not supported: "
+                               "connect the apps of a stream with '|'", self.text, self.pos)
             self.pos += 1
             self.skip_spaces()
             apps.append(self.app(APP_EXPECTED))
@@ -165,19 +186,28 @@ class _Parser:
 
     def app(self, hint: str) -> AppNode:
         start = self.pos
-        name = self.take(NAME_CHARS)
-        if not name:
-            raise self.unexpected(hint)
+        name = self.name(hint)
         label = name
         if self.peek() == ":":
             self.pos += 1
+            if self.peek() and self.peek() not in WHITESPACE:
+                raise DslError(f"no space after the label '{label}:'",
+                               f"write '{label}: {self.text[self.pos:].split(maxsplit=1)[0]}' (SCDF requires the "
+                               "space too)", self.text, self.pos)
             self.skip_spaces()
-            name = self.take(NAME_CHARS)
-            if not name:
-                raise self.unexpected(f"an app name was expected after the label '{label}:'")
-        return AppNode(label, name, self.options(), position=start)
+            name = self.name(f"an app name was expected after the label '{label}:'")
+            if self.peek() == ":":
+                raise self.unexpected("an app has one label at most")
+        return AppNode(label, name, self.options(AFTER_APP), position=start)
 
-    def options(self) -> dict[str, str]:
+    def name(self, hint: str) -> str:
+        if self.peek() and self.peek() in NAME_CHARS and self.peek() not in NAME_START:
+            raise self.unexpected(f"{hint}; {NAME_RULE}")
+        if not self.peek() or self.peek() not in NAME_START:
+            raise self.unexpected(hint)
+        return self.take(NAME_CHARS)
+
+    def options(self, hint: str) -> dict[str, str]:
         options: dict[str, str] = {}
         while True:
             self.skip_spaces()
@@ -186,61 +216,106 @@ class _Parser:
             elif self.peek() in ("|", ">", ""):
                 return options
             else:
-                raise self.unexpected(AFTER_APP)
+                raise self.unexpected(hint)
 
     def option(self, options: dict[str, str]) -> None:
         start = self.pos
         self.pos += 2
-        key = self.take(KEY_CHARS)
-        if not key:
-            raise self.unexpected("an option name was expected after '--'")
+        key = self.key()
         if self.peek() != "=":
             raise self.unexpected(f"'=' and a value were expected after '--{key}'")
         self.pos += 1
         value = self.value(key)
+        if self.peek() == ";":
+            raise self.unexpected(f"';' ends a value, as in SCDF: quote a value that holds one, "
+                                  f"e.g. --{key}='a;b'")
         if key in options:
             raise DslError(f"duplicate option '--{key}'", "give each option once", self.text, start)
         options[key] = value
 
-    def value(self, key: str) -> str:
-        if self.peek() and self.peek() in QUOTES:
-            return self.quoted()
+    def key(self) -> str:
+        """`part(.part)*`: each part starts with a letter, digit or '_'; none is empty."""
         start = self.pos
-        while self.pos < len(self.text) and not _ends_bare_value(self.text[self.pos]):
+        while True:
+            if not self.peek() or self.peek() not in PART_START:
+                if self.pos == start:
+                    raise self.unexpected("an option name was expected after '--'")
+                raise self.unexpected(f"an option name part was expected after '--{self.text[start:self.pos]}': "
+                                      "each '.' sits between two parts")
+            self.take(NAME_CHARS)
+            if self.peek() != ".":
+                return self.text[start : self.pos]
             self.pos += 1
-        if self.pos == start:
-            raise self.unexpected(f"a value was expected after '--{key}='; write --{key}=\"\" for an empty value")
-        return self.text[start : self.pos]
 
-    def quoted(self) -> str:
+    def value(self, key: str) -> str:
+        char = self.peek()
+        if not char or char in VALUE_ENDS:
+            raise self.unexpected(f"a value was expected after '--{key}='; write --{key}='' for an empty value")
+        if char in QUOTES:
+            return self.quoted(key)
+        return self.bare(key)
+
+    def bare(self, key: str) -> str:
+        start = self.pos
+        end, open_quote = bare_end(self.text, start)
+        if open_quote is not None and any(char in VALUE_ENDS for char in self.text[open_quote:]):
+            naive_end = next(i for i in range(start, len(self.text)) if self.text[i] in VALUE_ENDS)
+            raise DslError(f"unclosed {self.text[open_quote]} in the value of --{key}",
+                           f"SCDF would read the rest of the definition into the value; quote the whole value: "
+                           f"--{key}={quote_value(self.text[start:naive_end])}", self.text, open_quote)
+        self.pos = end
+        return self.text[start:end]
+
+    def quoted(self, key: str) -> str:
         start, quote = self.pos, self.text[self.pos]
         self.pos += 1
         chars: list[str] = []
         while self.pos < len(self.text):
             char = self.text[self.pos]
-            if char == "\\" and self.text[self.pos + 1 : self.pos + 2] in (quote, "\\"):
-                chars.append(self.text[self.pos + 1])
+            if char == quote == "'" and self.text[self.pos + 1 : self.pos + 2] == "'":
+                chars.append("'")
                 self.pos += 2
                 continue
             self.pos += 1
             if char == quote:
-                self.after_quote()
+                self.after_quote(start, key)
                 return "".join(chars)
             chars.append(char)
         raise DslError("unterminated quoted value", f"the value has no closing {quote!r}", self.text, start)
 
-    def after_quote(self) -> None:
-        if self.peek() and not self.peek().isspace() and self.peek() not in "|>":
-            raise self.unexpected("a space, '|' or '>' was expected after the closing quote")
+    def after_quote(self, start: int, key: str) -> None:
+        """A quoted value ends at its closing quote: text right after it is refused, where SCDF keeps the quotes."""
+        char = self.peek()
+        if not char or char in VALUE_ENDS:
+            return
+        quote = self.text[start]
+        if self.text[self.pos - 2] == "\\":
+            hint = ("a backslash inside quotes is a plain character, as in SCDF, so that quote closed the value: "
+                    "write a ' inside a single-quoted value as '', e.g. --x='it''s'")
+        elif quote == char == '"':
+            hint = "a double-quoted value cannot hold '\"': put the value in single quotes, e.g. --x='say \"hi\"'"
+        else:
+            scdf = self.text[start : scdf_quoted_end(self.text, start)]
+            hint = (f"text after a closing quote is refused (SCDF would keep the quotes in the value: {scdf}); "
+                    f"quote the whole value: --{key}={quote_value(scdf)}")
+        raise self.unexpected(hint)
 
     def destination(self) -> Destination:
         start = self.pos
         self.pos += 1
-        name = self.take(DESTINATION_CHARS)
+        name = self.take(NAME_CHARS | {"."})
+        if self.peek() and self.peek() in WILDCARDS:
+            raise DslError(f"unexpected {self.peek()!r} in a destination name",
+                           "SCDF's destination wildcards ('*', '/', '#') are not supported: a tuneflow destination is "
+                           "one Kafka topic, named with letters, digits, '-', '_' and '.'", self.text, self.pos)
         if not name:
             raise self.unexpected("a destination name was expected after ':'")
-        if name.startswith(".") or name.endswith(".") or ".." in name:
+        parts = name.split(".")
+        if not all(parts):
             raise DslError(f"invalid destination name ':{name}'", "each '.' must sit between two name parts",
+                           self.text, start)
+        if any(part[0] not in PART_START for part in parts):
+            raise DslError(f"invalid destination name ':{name}'", "each part starts with a letter, digit or '_'",
                            self.text, start)
         return Destination(name, start)
 
@@ -250,7 +325,7 @@ class _Parser:
         return self.text[self.pos : self.pos + 1]
 
     def skip_spaces(self) -> None:
-        while self.pos < len(self.text) and self.text[self.pos].isspace():
+        while self.pos < len(self.text) and self.text[self.pos] in WHITESPACE:
             self.pos += 1
 
     def take(self, allowed: frozenset[str]) -> str:
@@ -265,31 +340,67 @@ class _Parser:
         return DslError("unexpected end of definition", hint, self.text, self.pos)
 
 
-def _ends_bare_value(char: str) -> bool:
-    return char.isspace() or char == "|"
+def bare_end(text: str, start: int) -> tuple[int, int | None]:
+    """Where an unquoted value starting at `start` ends, as SCDF reads it, and the position of a quote left open.
+
+    A quote (either kind) opens a stretch that whitespace, '|', ';' and '>' do not end; the next quote closes it.
+    """
+    open_quote: int | None = None
+    position = start
+    while position < len(text):
+        char = text[position]
+        if char in QUOTES:
+            open_quote = position if open_quote is None else None
+        elif open_quote is None and char in VALUE_ENDS:
+            break
+        position += 1
+    return position, open_quote
+
+
+def scdf_quoted_end(text: str, start: int) -> int:
+    """Where SCDF ends a value that starts with a quote: at the first value end outside that kind of quote."""
+    quote, inside, position = text[start], True, start + 1
+    while position < len(text):
+        char = text[position]
+        if char == quote == "'" and text[position + 1 : position + 2] == "'":
+            position += 2
+            continue
+        if char == quote:
+            inside = not inside
+        elif not inside and char in VALUE_ENDS:
+            break
+        position += 1
+    return position
 
 
 def to_text(definition: StreamDefinition) -> str:
     """The canonical spelling: single spaces, labels only when they differ from the app, minimal quoting."""
     segments: list[str] = []
     if definition.source_destination is not None:
-        segments.append(f":{definition.source_destination.name}")
+        segments.append(destination_text(definition.source_destination))
     if definition.apps:
         segments.append(" | ".join(app_text(node) for node in definition.apps))
     if definition.sink_destination is not None:
-        segments.append(f":{definition.sink_destination.name}")
+        segments.append(destination_text(definition.sink_destination))
     return " > ".join(segments)
+
+
+def destination_text(destination: Destination) -> str:
+    return f":{destination.name}{options_text(destination.options)}"
 
 
 def app_text(node: AppNode) -> str:
     label = f"{node.label}: " if node.label != node.app else ""
-    options = "".join(f" --{key}={quote_value(value)}" for key, value in node.options.items())
-    return f"{label}{node.app}{options}"
+    return f"{label}{node.app}{options_text(node.options)}"
+
+
+def options_text(options: dict[str, str]) -> str:
+    return "".join(f" --{key}={quote_value(value)}" for key, value in options.items())
 
 
 def quote_value(value: str) -> str:
-    """`value` as the DSL spells it: bare when it can be, else in double quotes with '\\' and '"' escaped."""
-    if value and value[0] not in QUOTES and not any(_ends_bare_value(char) for char in value):
+    """`value` as the DSL spells it, SCDF's way: bare when it reads back whole, else in single quotes with each
+    ' doubled."""
+    if value and value[0] not in QUOTES and bare_end(value, 0) == (len(value), None):
         return value
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}"'
+    return "'" + value.replace("'", "''") + "'"

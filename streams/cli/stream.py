@@ -271,3 +271,79 @@ def rollback(name: str, number: int | None) -> None:
 def scale(name: str, app: str, count: int) -> None:
     """Run COUNT instances of APP (a label of the stream)."""
     _switched(name, _service().scale(name, app, count))
+
+
+@stream.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--partial", is_flag=True, help="Also create streams whose apps all map but some options or "
+                                              "deployment properties do not (those are left out, and listed).")
+@click.option("--dry-run", is_flag=True, help="Map, check and report; create nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
+def import_(file: Path, partial: bool, dry_run: bool, as_json: bool) -> int:
+    """Create the streams of an SCDF export: the JSON of SCDF's GET /streams/definitions, or a file of
+    `name = definition` lines. SCDF's apps and options map to tuneflow's where there is a counterpart (mongodb →
+    mongo, server.port → port, …), and deployment properties that mean the same here are kept. Every stream is
+    reported with what could not be mapped; only fully mapped streams are created unless --partial is given.
+    Exits 1 when a stream was left out.
+
+    \b
+    Examples:
+      curl -s http://scdf:9393/streams/definitions?size=1000 > streams.json
+      tuneflow stream import streams.json --dry-run
+      tuneflow stream import streams.json --partial
+    """
+    from streams.scdf.files import read_export
+    from streams.scdf.importer import LEFT_OUT, import_streams, summary
+
+    streams, warnings = read_export(file)
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+    results = import_streams(_service(), streams, partial=partial, dry_run=dry_run)
+    if as_json:
+        _echo_json({"streams": [result.to_json() for result in results], "dry_run": dry_run,
+                    "summary": summary(results, dry_run)})
+    else:
+        for result in results:
+            for line in result.lines():
+                _echo(line)
+        _echo(summary(results, dry_run))
+    return 1 if any(result.status == LEFT_OUT for result in results) else 0
+
+
+@stream.command("export")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--format", "form", type=click.Choice(["scdf", "tuneflow"]), default="scdf", show_default=True,
+              help="scdf: the JSON of SCDF's GET /streams/definitions, apps and options in SCDF's names; "
+                   "tuneflow: `name = definition` lines, as `stream import` reads them.")
+def export(names: tuple[str, ...], form: str) -> None:
+    """Write streams for SCDF (or for another tuneflow) to standard output; what has no SCDF counterpart is
+    written as it is and named on standard error.
+
+    \b
+    Examples:
+      tuneflow stream export tracks audit > streams.json
+      tuneflow stream export tracks --format tuneflow > streams.txt
+    """
+    from streams.scdf.export import scdf_definition, scdf_properties
+    from streams.scdf.files import definition_lines, scdf_document
+
+    service = _service()
+    definitions = service.definitions()
+    records = [service.state.get_stream(name) for name in names]
+    if form == "tuneflow":
+        _echo(definition_lines([(record.name, record.canonical) for record in records]).rstrip("\n"))
+        return
+    entries = []
+    for record in records:
+        resolved = check(definitions[record.name], definitions).definition
+        text, notes = scdf_definition(resolved)
+        for note in notes:
+            click.echo(f"note: stream {record.name}: {note}", err=True)
+        entry: dict[str, object] = {
+            "name": record.name, "dslText": text, "originalDslText": text, "status": "undeployed",
+            "description": record.description or "",
+            "statusDescription": "The app or group is known to the system, but is not currently deployed"}
+        if record.deployment_properties:
+            entry["deploymentProperties"] = scdf_properties(dict(record.deployment_properties), resolved)
+        entries.append(entry)
+    _echo_json(scdf_document(entries))

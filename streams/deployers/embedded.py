@@ -65,7 +65,7 @@ class EmbeddedDeployer:
         for app in manifest["apps"]:
             for index in range(app["count"]):
                 spec = RunSpec(stream=self._stream, label=app["label"], instance=index, inputs=app["inputs"],
-                               output=app["output"], batch_size=self.batch_size,
+                               output=app["output"], group=app.get("group"), batch_size=self.batch_size,
                                batch_timeout_s=self.batch_timeout_s)
                 instance = build_instance(app["app"], app["kind"], app["options"], spec, self.binder,
                                           registry=self.registry, uri=app["uri"])

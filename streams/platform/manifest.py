@@ -19,8 +19,9 @@ def build_manifest(definition: StreamDefinition, properties: dict[str, str], reg
     resolved = report.definition
     deployments = per_app(properties, [node.label for node in resolved.apps])
     flows = {flow.label: flow for flow in topics(resolved)}
+    group = resolved.source_destination.options.get("group") if resolved.source_destination is not None else None
     apps = []
-    for node in resolved.apps:
+    for index, node in enumerate(resolved.apps):
         deployment = deployments[node.label]
         record, app_class = registry.load(node.app, kind=node.kind, version=deployment.version)
         options = {**node.options, **deployment.options}
@@ -29,5 +30,7 @@ def build_manifest(definition: StreamDefinition, properties: dict[str, str], reg
         apps.append({"label": node.label, "app": node.app, "kind": record.kind, "version": record.version,
                      "uri": record.uri, "options": options, "inputs": list(flow.inputs), "output": flow.output,
                      "count": deployment.count, "memory": deployment.memory})
+        if index == 0 and group is not None:
+            apps[0]["group"] = group  # `:dest --group=g > app`: the first app reads in that consumer group
     return {"stream": resolved.name, "definition": report.to_json()["definition"], "apps": apps}
 

@@ -277,7 +277,7 @@ class StreamService:
                 continue
             orphaned = [t for t in app["inputs"] if t not in read_by_new]
             if orphaned and app["kind"] != "source":
-                left = self._drain(name, orphaned)
+                left = self._drain(app.get("group") or name, orphaned)
                 if left:
                     undrained[", ".join(orphaned)] = left
             for instance in running:
@@ -333,8 +333,9 @@ def stored_definitions(state: StateStore) -> dict[str, StreamDefinition]:
 
 def _spec(stream: str, app: dict[str, Any], index: int, release: int) -> InstanceSpec:
     return InstanceSpec(stream=stream, label=app["label"], app=app["app"], kind=app["kind"], index=index,
-                        inputs=app["inputs"], output=app["output"], options=app["options"], uri=app["uri"],
-                        release=release, memory_mb=memory_mb(app["memory"]) if app.get("memory") else None)
+                        inputs=app["inputs"], output=app["output"], group=app.get("group"), options=app["options"],
+                        uri=app["uri"], release=release,
+                        memory_mb=memory_mb(app["memory"]) if app.get("memory") else None)
 
 
 def _instance_status(before: InstanceStatus, after: InstanceStatus, window_s: float) -> AppInstanceStatus:

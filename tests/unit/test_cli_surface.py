@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
 
 import click
 import orjson
 import pytest
 
-from streams.cli import cli, main
-
-
-class Result(NamedTuple):
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-Run = Callable[..., Result]
+from streams.cli import cli
+from tests.unit.cli import Run, in_process
 
 
 def _commands(group: click.Group, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], click.Command]]:
@@ -38,23 +28,14 @@ READ_COMMANDS = [("stream", "list"), ("stream", "info"), ("stream", "status"), (
 @pytest.fixture
 def tuneflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
     """The `tuneflow` entry point in this process: exit code, stdout and stderr of one command."""
-    monkeypatch.setenv("TUNEFLOW_HOME", str(tmp_path))
-    monkeypatch.delenv("TUNEFLOW_DB_URL", raising=False)
-
-    def run(*args: str) -> Result:
-        monkeypatch.setattr(sys, "argv", ["tuneflow", *args])
-        with pytest.raises(SystemExit) as exited:
-            main()
-        out, err = capsys.readouterr()
-        return Result(exited.value.code if isinstance(exited.value.code, int) else 1, out, err)
-
-    return run
+    return in_process(tmp_path, monkeypatch, capsys)
 
 
 def test_the_command_tree_has_the_verbs_users_rely_on() -> None:
     paths = {path for path, _ in COMMANDS}
     assert {("stream", verb) for verb in ("create", "deploy", "undeploy", "destroy", "list", "info", "status",
-                                          "update", "rollback", "history", "manifest", "scale", "validate")} <= paths
+                                          "update", "rollback", "history", "manifest", "scale", "validate",
+                                          "import", "export")} <= paths
     assert {("app", verb) for verb in ("list", "info", "register", "unregister", "default", "run")} <= paths
     assert {("run",), ("demo",)} <= paths
 

@@ -270,3 +270,29 @@ def test_a_bridge_copies_one_destination_into_another() -> None:
         "a": DestinationReport("a", readers=["copy"]),
         "b": DestinationReport("b", writers=["copy"]),
     }
+
+
+# -- SCDF's destinations: a consumer group on a source destination, dotted output destinations -------------------
+
+
+def test_a_source_destination_takes_a_consumer_group_and_nothing_else() -> None:
+    report = check(parse("audit", ":orders --group=audit-g > log"))
+    assert report.definition.source_destination is not None
+    assert report.definition.source_destination.options == {"group": "audit-g"}
+    assert rejected(":orders --grup=x > log") == (
+        "unknown option '--grup' on ':orders': a source destination takes only --group (the consumer group)"
+        " [default: the stream name]")
+
+
+def test_a_dotted_output_destination_is_a_plain_destination_that_another_stream_reads() -> None:
+    existing = defined(writer="kafka --topic=raw > :foo.bar")
+    report = check(parse("reader", ":foo.bar > log"), existing)
+    assert report.apps[0].inputs == ["foo.bar"]
+    assert report.destinations["foo.bar"] == DestinationReport("foo.bar", tap=False, writers=["writer"],
+                                                               readers=["reader"])
+
+
+def test_a_dotted_output_destination_may_not_be_the_topic_between_two_apps_of_a_stream() -> None:
+    assert rejected("kafka --topic=raw > :tracks.normalize", "w", TRACKS) == (
+        "cannot write to ':tracks.normalize': it is the output topic of app 'normalize' of stream 'tracks';"
+        " pick another destination name")

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import pytest
+
+from streams.dsl import parse
 from streams.platform.diff import diff_manifests
+from streams.platform.manifest import build_manifest
+from streams.registry import Registry
+from streams.state import open_state
 
 
 def _app(label: str, app: str, inputs: list[str], output: str | None, **extra: Any) -> dict[str, Any]:
@@ -47,3 +54,14 @@ def test_changed_and_dropped_options_and_inputs_are_named() -> None:
     assert [a.details for a in diff.apps] == [
         ("options topic: 'raw' → 'raw2'",), (), ("inputs t.normalize → t.normalize, x",)]
     assert diff_manifests(OLD, OLD).empty
+
+
+def test_a_consumer_group_on_the_source_destination_goes_to_the_first_app_and_restarts_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TUNEFLOW_HOME", str(tmp_path))
+    monkeypatch.delenv("TUNEFLOW_DB_URL", raising=False)
+    registry = Registry(open_state())
+    before = build_manifest(parse("s", ":orders > log"), {}, registry, {})
+    after = build_manifest(parse("s", ":orders --group=audit > log"), {}, registry, {})
+    assert "group" not in before["apps"][0] and after["apps"][0]["group"] == "audit"
+    assert diff_manifests(before, after).lines()[-1] == "  ~ log            changed  group - → audit"
