@@ -1,7 +1,10 @@
-"""uvicorn on its own thread and event loop, on a socket bound before it starts, with header limits it lacks.
+"""uvicorn on its own thread and event loop, on a socket bound before it starts, with the connection handling it lacks.
 
 uvicorn bounds idle keep-alive connections but neither how long request headers may take to arrive nor how large
-they may grow on its httptools parser; `_GuardedProtocol` adds both (408 and 431, then the connection closes).
+they may grow on its httptools parser; `_GuardedProtocol` adds both (408 and 431, then the connection closes). It also
+closes gracefully: an answer given before the body was read (413, 401, ...) ends with a half-close, and what the
+client still sends is discarded for a moment, because closing a socket with unread bytes makes the kernel send a
+reset that can destroy the answer before the client reads it.
 """
 
 from __future__ import annotations
@@ -22,8 +25,30 @@ from streams.errors import ConfigError
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
 MAX_HEADER_BYTES = 64 << 10
+LINGER_S = 2.0
+LINGER_BYTES = 16 << 20
 
 log = logging.getLogger("tuneflow.http")
+
+
+class _Lingering:
+    """The transport uvicorn is given: `close` lingers (see the module docstring); the rest is the real one's."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: _GuardedProtocol) -> None:
+        self.real = transport
+        self._protocol = protocol
+        self._closing = False
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.real, name)
+
+    def is_closing(self) -> bool:
+        return self._closing or self.real.is_closing()
+
+    def close(self) -> None:
+        if not self._closing:
+            self._closing = True
+            self._protocol.linger()
 
 
 class _GuardedProtocol(HttpToolsProtocol):
@@ -31,17 +56,44 @@ class _GuardedProtocol(HttpToolsProtocol):
     max_header_bytes = MAX_HEADER_BYTES
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
         self._header_timer: asyncio.TimerHandle | None = None
         self._header_bytes = 0
         self._in_headers = True
+        self._lingering = False
+        self._gone = False
+        self._real = transport
+        super().connection_made(_Lingering(transport, self))  # type: ignore[arg-type]
         self._arm_header_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._gone = True
         self._disarm_header_timer()
         super().connection_lost(exc)
 
+    def linger(self) -> None:
+        """Half-close once the answer is written, discard what still comes, close on the client's FIN or soon."""
+        self._disarm_header_timer()
+        real = self._real
+        if self._gone or real.is_closing() or not real.can_write_eof():
+            real.close()
+            return
+        self._lingering = True
+        self._linger_bytes = 0
+        real.write_eof()
+        real.resume_reading()
+        self.loop.call_later(LINGER_S, real.close)
+
+    def eof_received(self) -> bool | None:
+        if self._lingering:
+            self._real.close()
+        return None
+
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            self._linger_bytes += len(data)
+            if self._linger_bytes > LINGER_BYTES:
+                self._real.close()
+            return
         super().data_received(data)
         if self._in_headers and not self.transport.is_closing():
             # The whole chunk was parsed and the headers are still incomplete: all of it is header bytes.

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from streams.records import Record
 from streams.runtime.launch import build_instance
 from streams.runtime.retry import RetryPolicy
 from streams.runtime.runner import RunSpec
+from tests.http_client import raw_exchange
 from tests.unit.fixtures import track_payload
 
 TOKEN = "t0ken-unit-Secret"
@@ -242,33 +242,6 @@ def test_signatures_refuse_bad_stale_replayed_and_unsigned_requests(tmp_path: Pa
         assert server.post("/tracks/batch", batch, "application/x-ndjson",
                            **signed(batch, path="/tracks/batch")).status_code == 202
         assert [r.key for r in server.records()] == [b"1", b"3"]
-
-
-def raw_exchange(port: int, head: bytes, body_chunks: Sequence[bytes] = (), pause_s: float = 0.0) -> bytes:
-    """Send the head, then the body a chunk at a time (stopping once an answer has arrived), and read the answer."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(head)
-        for chunk in body_chunks:
-            time.sleep(pause_s)
-            sock.setblocking(False)
-            try:
-                if sock.recv(1, socket.MSG_PEEK):
-                    break
-            except BlockingIOError:
-                pass
-            finally:
-                sock.setblocking(True)
-            try:
-                sock.sendall(chunk)
-            except (BrokenPipeError, ConnectionResetError):
-                break
-        answer = b""
-        try:
-            while chunk := sock.recv(65536):
-                answer += chunk
-        except ConnectionResetError:
-            pass
-        return answer
 
 
 def _head(path: str, length: int | None, content_type: str = "application/json") -> bytes:
