@@ -26,9 +26,9 @@ class Normalize(ProcessorApp[NormalizeOptions]):
         require_isrc = self.options.require_isrc
         for record in batch:
             checked = check_change(record.value, require_isrc)
-            if checked.__class__ is Rejection:
-                failures.append(Failure(record, checked.reasons, checked.kind))  # type: ignore[union-attr]
+            if isinstance(checked, Rejection):
+                failures.append(Failure(record, checked.reasons, checked.kind))
             else:
-                key, encoded = checked  # type: ignore[misc]
+                key, encoded = checked
                 outputs.append(Record(key, encoded, record.headers))
         return outcome

@@ -60,11 +60,11 @@ def check_change(value: object, require_isrc: bool = False) -> tuple[bytes, byte
         change = _validate(value)
     except ValidationError as exc:
         return _rejection(exc)
-    if change.__class__ is TrackDocument:
-        if require_isrc and change.isrc is None:  # type: ignore[union-attr]
+    if isinstance(change, TrackDocument):
+        if require_isrc and change.isrc is None:
             return Rejection([{"field": "isrc", "message": NO_ISRC}])
-        return str(change.id).encode(), _track_json(change, by_alias=True)  # type: ignore[union-attr]
-    return str(change.track_id).encode(), ADAPTER.dump_json(change, by_alias=True)  # type: ignore[union-attr]
+        return str(change.id).encode(), _track_json(change, by_alias=True)
+    return str(change.track_id).encode(), ADAPTER.dump_json(change, by_alias=True)
 
 
 def _validate(value: bytes | str) -> TrackDocument | TrackDelete:

@@ -107,11 +107,11 @@ class _Handlers:
             rejected: list[dict[str, Any]] = []
             for number, line in lines:
                 checked = check_change(line)
-                if checked.__class__ is Rejection:
-                    rejected.append({"line": number, "reasons": _line_reasons(checked)})  # type: ignore[arg-type]
-                    self._count_rejected(checked.kind)  # type: ignore[union-attr]
+                if isinstance(checked, Rejection):
+                    rejected.append({"line": number, "reasons": _line_reasons(checked)})
+                    self._count_rejected(checked.kind)
                 else:
-                    key, value = checked  # type: ignore[misc]
+                    key, value = checked
                     records.append(Record(key, value))
             if records:
                 await self._deliver(records, reservation)
@@ -131,9 +131,9 @@ class _Handlers:
 
     async def _single(self, body: bytes, reservation: Reservation) -> Response:
         checked = check_change(body)
-        if checked.__class__ is Rejection:
-            return self._rejected(checked)  # type: ignore[arg-type]
-        key, value = checked  # type: ignore[misc]
+        if isinstance(checked, Rejection):
+            return self._rejected(checked)
+        key, value = checked
         await self._deliver([Record(key, value)], reservation)
         return _json(202, {"accepted": 1, "track_id": int(key)})
 

@@ -83,10 +83,9 @@ class _GuardedProtocol(HttpToolsProtocol):
         real.resume_reading()
         self.loop.call_later(LINGER_S, real.close)
 
-    def eof_received(self) -> bool | None:
+    def eof_received(self) -> None:
         if self._lingering:
             self._real.close()
-        return None
 
     def data_received(self, data: bytes) -> None:
         if self._lingering:
