@@ -48,6 +48,7 @@ from streams.records import Record
 REALM = 'Bearer realm="tuneflow"'
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _AT_LINE_ONE = " at line 1 column "
+NOT_READY = "not accepting records now: Kafka is unreachable, or the source is starting or stopping"
 _UNVERSIONED = {"field": "updated_at", "message": "a versioned delete needs ?updated_at=<ISO-8601 timestamp>"}
 
 log = logging.getLogger("tuneflow.http")
@@ -152,7 +153,7 @@ class _Handlers:
                               f"{request.method} {request.url.path} takes {expected}, not {got}")
             length = declared_length(request.headers.get("content-length"), self.limits)
             if not self.ingest.ready():
-                raise busy(self.limits, "Kafka is not accepting records now", unread=True)
+                raise busy(self.limits, NOT_READY, unread=True)
             if length is not None and not reservation.grow_to(length):
                 raise busy(self.limits, "too many bytes in flight", unread=True)
             body = await read_body(request.stream(), self.limits, reservation)
@@ -202,7 +203,7 @@ class _Handlers:
         if not reservation.grow_to(reservation.size + sum(len(r.value) for r in records)):
             raise busy(self.limits, "too many bytes in flight")
         if not self.ingest.ready():
-            raise busy(self.limits, "Kafka is not accepting records now")
+            raise busy(self.limits, NOT_READY)
         intake, timeout_s = self.ingest.intake, self.limits.ack_timeout_s
         ticket = Ticket(asyncio.get_running_loop(), len(records))
         if not intake.offer(records, ticket):

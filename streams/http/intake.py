@@ -99,10 +99,13 @@ class Intake:
         return len(self._queue)
 
     def close(self) -> None:
-        """Refuse new offers; tickets whose records were never taken learn that nothing of them was written."""
+        """Refuse new offers and answer every waiting ticket: CLOSED when none of its records was taken, PARTIAL
+        when some were (the batch in flight when the runner stopped during an outage may yet be written)."""
         with self._ready:
             self._closed = True
             dropped = {ticket for _, ticket in self._queue}
+            dropped.update(ticket for batch in self._in_flight for ticket, _ in batch)
             self._queue.clear()
+            self._in_flight.clear()
         for ticket in dropped:
             ticket.resolve(Delivery.PARTIAL if ticket.taken else Delivery.CLOSED)

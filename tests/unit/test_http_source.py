@@ -334,3 +334,32 @@ def test_no_token_or_secret_in_logs_metrics_or_answers(tmp_path: Path, caplog: p
     assert [a.status_code for a in answers] == [401, 403]
     for secret_text in (TOKEN, SECRET.decode(), "other-token"):
         assert secret_text not in seen
+
+
+def test_stopping_answers_every_waiting_request_with_what_was_written() -> None:
+    with served(run=False, **{"ack-timeout-s": 20}) as server:
+        server.runner.metrics.ready.set(1)
+        intake = server.runner.app._intake  # type: ignore[attr-defined]
+        answers: list[httpx.Response] = []
+        first = threading.Thread(target=lambda: answers.append(server.post("/tracks", body_of(1))))
+        first.start()
+        wait_until(lambda: intake.waiting == 1)
+        assert [r.key for r in intake.take(10, 0)] == [b"1"]  # in the producer's hands, never acknowledged
+        second = threading.Thread(target=lambda: answers.append(server.post("/tracks", body_of(2))))
+        second.start()
+        wait_until(lambda: intake.waiting == 1)
+        started = time.monotonic()
+        intake.close()
+        first.join(10)
+        second.join(10)
+        assert time.monotonic() - started < 5  # answered at once, not at the ack timeout
+        messages = sorted(a.json()["message"] for a in answers)
+        assert [a.status_code for a in answers] == [503, 503]
+        assert "nothing was written" in messages[0] and "may be written" in messages[1]
+
+
+def wait_until(condition: Any, timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
