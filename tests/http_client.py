@@ -22,12 +22,19 @@ class Answer:
     body: Any
 
 
+class _Connection(http.client.HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        # As urllib3 and curl do: without it, the body's segment waits for the headers' delayed ACK (~40 ms).
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class Caller:
     """One keep-alive connection; every request carries the token and, with a secret, a fresh signature."""
 
     def __init__(self, port: int, token: str | None, secret: bytes | None = None) -> None:
         self.port, self.token, self.secret = port, token, secret
-        self._connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self._connection = _Connection("127.0.0.1", port, timeout=60)
 
     def request(self, method: str, path: str, body: bytes = b"", content_type: str | None = "application/json",
                 token: str | None = "", secret: bytes | None = b"", signed_at: int | None = None) -> Answer:
