@@ -5,6 +5,8 @@ Python ASGI pair (FastAPI stands on them), release often, and stay thin: Starlet
 and a raw body stream, so the body is counted as it arrives (413 before the rest is read), signed bytes are the
 bytes received, and validation is our own `check_change`, not a framework's second copy. uvicorn runs on its own
 thread and event loop beside the batch loop, on a socket bound before anything starts; its protocol class is small
-enough to extend with a header deadline and a header-size cap, which it lacks. FastAPI was left out because it
-would validate bodies by its own path; Granian and Hypercorn are fine servers but cannot be extended that way.
+enough to extend with a header deadline, a header-size cap and a lingering close, which it lacks. FastAPI was left
+out because it would validate bodies by its own path; Granian (Rust) runs its own runtime and workers, where this
+source needs the server as one thread beside the runner, in the process that owns the producer; Hypercorn is less
+used and slower than uvicorn on httptools.
 """
