@@ -17,10 +17,12 @@ import orjson
 import pytest
 from openapi_spec_validator import validate
 
+from processors.normalize import Normalize, NormalizeOptions
 from streams.binders.memory import MemoryBinder, MemoryOutput
 from streams.catalog.changes import ADAPTER
+from streams.catalog.samples import DEFECTS, samples
 from streams.errors import ConfigError, TransientError
-from streams.http.auth import sign
+from streams.http.auth import Signatures, sign
 from streams.records import Record
 from streams.runtime.launch import build_instance
 from streams.runtime.retry import RetryPolicy
@@ -363,3 +365,40 @@ def wait_until(condition: Any, timeout_s: float = 10) -> None:
     while not condition():
         assert time.monotonic() < deadline
         time.sleep(0.01)
+
+
+def test_http_and_normalize_reject_a_record_with_the_same_reasons() -> None:
+    broken = [s for s in samples(400, invalid_ratio=0.1, seed=5) if not s.valid]
+    assert {s.defect for s in broken} == set(DEFECTS)
+    failures = Normalize(NormalizeOptions(), context=None).process(  # type: ignore[arg-type]
+        [Record(s.key, s.value) for s in broken]).failures
+    with served() as server:
+        answer = server.post("/tracks/batch", b"\n".join(s.value for s in broken), "application/x-ndjson")
+    assert answer.status_code == 422
+    by_line = {r["line"]: r["reasons"] for r in answer.json()["rejected"]}
+    for line, (sample, failure) in enumerate(zip(broken, failures, strict=True), 1):
+        if sample.defect == "malformed-json":  # placed by column alone in a batch, by line and column in the DLQ
+            assert by_line[line][0]["message"].split(" at ")[0] == failure.reasons[0]["message"].split(" at ")[0]
+        else:
+            assert by_line[line] == failure.reasons, sample.defect
+
+
+def test_a_signature_is_remembered_only_until_its_timestamp_goes_stale(tmp_path: Path) -> None:
+    secret = tmp_path / "hmac"
+    secret.write_bytes(SECRET)
+    now = [1_000_000.0]
+    signatures = Signatures(secret, window_s=300, clock=lambda: now[0])
+    for second in range(100):
+        stamp = str(int(now[0]) + second)
+        assert signatures.refusal(stamp, sign(SECRET, stamp, "POST", "/tracks", b"{}"), "POST", "/tracks",
+                                  b"{}") is None
+    stamp = str(int(now[0]))
+    again = signatures.refusal(stamp, sign(SECRET, stamp, "POST", "/tracks", b"{}"), "POST", "/tracks", b"{}")
+    assert again is not None and again.status == 403 and "replayed" in again.message
+    now[0] += 301
+    stale = signatures.refusal(stamp, sign(SECRET, stamp, "POST", "/tracks", b"{}"), "POST", "/tracks", b"{}")
+    assert stale is not None and "stale" in stale.message
+    now[0] += 100
+    stamp = str(int(now[0]))
+    assert signatures.refusal(stamp, sign(SECRET, stamp, "POST", "/tracks", b""), "POST", "/tracks", b"") is None
+    assert len(signatures._seen) == 1  # the 100 earlier ones went stale and were forgotten: memory stays bounded
