@@ -55,7 +55,7 @@ class HttpSource(SourceApp[HttpOptions]):
             tokens = BearerTokens.from_environment(options.token_file)
             if not tokens.configured:
                 raise ConfigError(f"the http source has no token: give --token-file or set {TOKENS_ENV} "
-                                  "(or --insecure-no-auth to accept anyone)")
+                                  "(or --insecure-no-auth=true to accept anyone)")
         signatures = Signatures(options.hmac_secret_file, options.hmac_window_s) \
             if options.hmac_secret_file else None
         limits = Limits(max_body=options.max_body, max_batch=options.max_batch, max_buffered=options.max_buffered,
