@@ -18,7 +18,7 @@ import pytest
 from pymongo import MongoClient
 
 from streams.catalog.models import TrackDocument
-from streams.catalog.samples import expected_documents, samples, track
+from streams.catalog.samples import Sample, expected_documents, samples, track
 from streams.runtime.metrics import metric_sum
 from streams.serde import business_fields, content_checksum, to_plain
 from tests.http_client import Answer, Caller
@@ -210,25 +210,35 @@ def test_a_stream_from_http_through_normalize_into_ferretdb(tmp_path: Path, mong
         http_rows = [row for row in status if row["label"] == "http"]
         assert len(http_rows) == 1 and http_rows[0]["state"] == "up" and http_rows[0]["ready"]
         assert http_rows[0]["records_out"] == len(items) + 1
-        # Rates are over the last second: a writer keeps tracks coming while status samples them.
-        more = samples(4000, invalid_ratio=0.0, seed=42, first_id=10_001)
-        answers: list[int] = []
+        # Rates are over the last second: a writer keeps tracks coming until status has sampled them.
+        more = samples(20_000, invalid_ratio=0.0, seed=42, first_id=10_001)
+        sent: list[Sample] = []
+        statuses: list[int] = []
+        sampled = threading.Event()
 
         def write() -> None:
             writer = Caller(port, TOKEN)
             for start in range(0, len(more), 100):
-                body = b"\n".join(s.value for s in more[start:start + 100])
-                answers.append(writer.request("POST", "/tracks/batch", body, NDJSON).status)
+                if sampled.is_set():
+                    break
+                chunk = more[start:start + 100]
+                answer = writer.request("POST", "/tracks/batch", b"\n".join(s.value for s in chunk), NDJSON)
+                statuses.append(answer.status)
+                sent.extend(chunk)
                 time.sleep(0.02)
             writer.close()
 
         feeder = threading.Thread(target=write)
         feeder.start()
-        flowing = cli.json("status", stream)
-        feeder.join()
+        try:
+            flowing = cli.json("status", stream)
+        finally:
+            sampled.set()
+            feeder.join()
         caller.close()
-        assert answers == [202] * (len(more) // 100)
+        assert statuses and set(statuses) == {202}
         assert any(row["label"] == "http" and row["in_per_s"] > 0 for row in flowing), flowing
+        more = sent
 
         expected = expected_documents([*items[1:], *more])
         collection = client[database]["tracks"]
