@@ -5,6 +5,7 @@ Layout under `<home>/streams/<stream>/`: `<label>-<i>.log` (the instance's outpu
 (written by the instance once its HTTP port listens; ports are picked by the instance itself with `--port 0`, so two
 instances never race for one). During an update the old and the new release of an app run side by side.
 Status always comes from the instance's own `/healthz`, `/readyz` and `/metrics`, never from a remembered guess.
+Every start and stop rewrites the stream's Prometheus target file, so Prometheus scrapes exactly what runs.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import orjson
 
+from streams.deployers.prometheus_targets import targets_dir, write_targets
 from streams.errors import ServiceUnavailableError
 from streams.runtime.metrics import metric_sum
 
@@ -89,9 +91,10 @@ class InstanceStatus:
 
 
 class LocalDeployer:
-    def __init__(self, home: Path, python: str = sys.executable) -> None:
+    def __init__(self, home: Path, python: str = sys.executable, targets: Path | None = None) -> None:
         self.root = home / "streams"
         self.python = python
+        self.targets = targets if targets is not None else targets_dir(home)
 
     # -- start and stop --------------------------------------------------------------------------------------
 
@@ -109,6 +112,7 @@ class LocalDeployer:
         instance = Instance(spec.stream, spec.label, spec.index, process.pid, port, str(log_path), command,
                             time.time(), spec.release)
         _write_record(directory / f"{spec.record_stem}.json", instance)
+        self._announce(spec.stream)
         return instance
 
     def _command(self, spec: InstanceSpec, port_file: Path) -> list[str]:
@@ -133,6 +137,11 @@ class LocalDeployer:
             stop_process(instance.pid, timeout_s)
         self._record_path(instance).unlink(missing_ok=True)
         self._record_path(instance).with_suffix(".port").unlink(missing_ok=True)
+        self._announce(instance.stream)
+
+    def _announce(self, stream: str) -> None:
+        """Tell Prometheus which instances of the stream run now (file-based service discovery)."""
+        write_targets(self.targets, stream, [i for i in self.instances(stream) if _is_ours(i)])
 
     # -- what runs -------------------------------------------------------------------------------------------
 

@@ -125,7 +125,8 @@ class _Handlers:
             updated_at = request.query_params.get("updated_at")
             if not updated_at:
                 return self._rejected(Rejection([_UNVERSIONED]))
-            payload = orjson.dumps({"op": "delete", "track_id": request.path_params["id"], "updated_at": updated_at})
+            payload = orjson.dumps({"op": "delete", "track_id": _path_id(request.path_params["id"]),
+                                    "updated_at": updated_at})
             return await self._single(payload, reservation)
 
         return await self._admitted(request, None, handle)
@@ -293,3 +294,13 @@ class _Measured:
             route = scope.get("route")
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"
             self.metrics.answered(getattr(route, "path", UNMATCHED), method, status, time.perf_counter() - started)
+
+
+def _path_id(raw: str) -> int | str:
+    """A path's id as the integer it spells, for the model's strict integer check; anything else as it came.
+    Digits past 64 bits stay text: orjson writes no wider integer, and the check refuses them as text too."""
+    if raw.lstrip("-").isdigit() and raw.isascii():
+        number = int(raw)
+        if -(2**63) <= number < 2**64:
+            return number
+    return raw

@@ -58,6 +58,7 @@ def run_instance(instance: Instance, port_file: str | None = None, max_memory_mb
     """Serve until SIGTERM/SIGINT, then drain the batch in hand, flush, commit and return the exit code: 0, or
     EXIT_MEMORY when the instance stopped because its RSS went past `max_memory_mb`."""
     runner = instance.runner
+    runner.metrics.watch_memory(max_memory_mb)
     guard = None
     if max_memory_mb is not None:
         def over_limit(used_mb: float) -> None:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from streams.runtime.memory import rss_mb
+
 LABELS = ("stream", "app", "instance")
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -21,6 +23,8 @@ class _Families:
     sink_write_seconds: Histogram
     consumer_lag: Gauge
     ready: Gauge
+    rss_bytes: Gauge
+    memory_limit_bytes: Gauge
 
 
 _families: dict[int, _Families] = {}
@@ -47,6 +51,11 @@ def _families_of(registry: CollectorRegistry) -> _Families:
                                (*LABELS, "topic", "partition"), registry=registry),
             ready=Gauge("tuneflow_app_ready", "1 while the app is processing normally", LABELS,
                         registry=registry),
+            rss_bytes=Gauge("tuneflow_memory_rss_bytes", "Resident memory of the instance's process", LABELS,
+                            registry=registry),
+            memory_limit_bytes=Gauge("tuneflow_memory_limit_bytes",
+                                     "RSS past which the instance drains and exits (deployer.<app>.memory)", LABELS,
+                                     registry=registry),
         )
     return _families[key]
 
@@ -62,6 +71,12 @@ class AppMetrics:
         self.batch_seconds = self._f.batch_seconds.labels(*self._labels)
         self.sink_write_seconds = self._f.sink_write_seconds.labels(*self._labels)
         self.ready = self._f.ready.labels(*self._labels)
+
+    def watch_memory(self, limit_mb: int | None) -> None:
+        """RSS read at every scrape; the limit, when the deployer set one."""
+        self._f.rss_bytes.labels(*self._labels).set_function(lambda: rss_mb() * 2**20)
+        if limit_mb is not None:
+            self._f.memory_limit_bytes.labels(*self._labels).set(limit_mb * 2**20)
 
     def is_ready(self) -> bool:
         return bool(self.ready._value.get())

@@ -168,6 +168,11 @@ def test_a_delete_is_versioned_and_its_id_checked() -> None:
         assert (ok.status_code, ok.json()) == (202, {"accepted": 1, "track_id": 12})
         unversioned = server.client.delete("/tracks/12", headers=headers)
         assert unversioned.status_code == 422 and unversioned.json()["reasons"][0]["field"] == "updated_at"
+        for too_wide in (2**63, 2**64, 10**30, 0):
+            refused = server.client.delete(f"/tracks/{too_wide}", params={"updated_at": "2024-03-01T00:00:00Z"},
+                                           headers=headers)
+            assert refused.status_code == 422, too_wide
+            assert [r["field"] for r in refused.json()["reasons"]] == ["track_id"]
         bad = server.client.delete("/tracks/abc", params={"updated_at": "yesterday"}, headers=headers)
         assert bad.status_code == 422
         assert {r["field"] for r in bad.json()["reasons"]} == {"track_id", "updated_at"}

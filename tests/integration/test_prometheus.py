@@ -1,0 +1,94 @@
+"""The stack's real Prometheus finds a locally deployed stream's instances, scrapes them, and forgets them.
+
+Also: the scrape config and the rules pass `promtool`, and each alert's unit test passes `promtool test rules`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from streams.catalog.samples import samples
+from tests.integration.pipeline import create_topic, produce
+from tests.integration.processes import wait_for
+from tests.integration.services import unique_name
+from tests.integration.test_stream_lifecycle import Cli
+
+PROMETHEUS = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
+
+
+def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["promtool", *args], capture_output=True, text=True, timeout=120, cwd=PROMETHEUS)
+
+
+def test_scrape_config_and_rules_pass_promtool() -> None:
+    config = _promtool("check", "config", "prometheus.yml")
+    assert config.returncode == 0, config.stdout + config.stderr
+    assert "SUCCESS: 10 rules found" in config.stdout
+    tests = _promtool("test", "rules", *sorted(str(p.relative_to(PROMETHEUS)) for p in PROMETHEUS.glob("tests/*.yml")))
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+    assert "SUCCESS" in tests.stdout
+
+
+def _query(prometheus_url: str, expr: str) -> list[dict[str, Any]]:
+    url = f"{prometheus_url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        body = json.load(answer)
+    assert body["status"] == "success", body
+    return list(body["data"]["result"])
+
+
+def _rates(prometheus_url: str, stream: str) -> dict[str, float]:
+    result = _query(prometheus_url, f'sum by (app) (rate(tuneflow_records_in_total{{stream="{stream}"}}[1m]))')
+    return {series["metric"]["app"]: float(series["value"][1]) for series in result}
+
+
+def test_prometheus_scrapes_every_app_of_a_deployed_stream(tmp_path: Path, kafka_bootstrap: str, mongo_uri: str,
+                                                           prometheus_url: str) -> None:
+    targets = Path(os.environ["TUNEFLOW_PROMETHEUS_TARGETS"])
+    cli = Cli(tmp_path, mongo_uri)
+    stream = unique_name("prom")
+    raw = f"{stream}_raw"
+    create_topic(kafka_bootstrap, raw, 1)
+    cli.ok("create", stream, "--definition", f"kafka --topic={raw} | normalize | log --level=DEBUG")
+    cli.ok("deploy", stream, "--properties", "deployer.normalize.count=2")
+    target_file = targets / f"{stream}.json"
+    stop = threading.Event()
+
+    def feed() -> None:  # a steady trickle, so every app has a rate over the last minute
+        for round_ in range(600):
+            if stop.is_set():
+                return
+            produce(kafka_bootstrap, raw, [(s.key, s.value, None) for s in samples(200, seed=round_)])
+            time.sleep(0.5)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    try:
+        groups = json.loads(target_file.read_text())
+        assert sorted((g["labels"]["app"], g["labels"]["instance"]) for g in groups) == [
+            ("kafka", "0"), ("log", "0"), ("normalize", "0"), ("normalize", "1")]
+        assert all(g["labels"]["stream"] == stream and g["targets"][0].startswith("127.0.0.1:") for g in groups)
+
+        wait_for(lambda: set(_rates(prometheus_url, stream)) == {"kafka", "normalize", "log"}
+                 and all(rate > 0 for rate in _rates(prometheus_url, stream).values()),
+                 90, "a non-zero rate(tuneflow_records_in_total[1m]) for every app in Prometheus")
+        up = _query(prometheus_url, f'up{{job="tuneflow", stream="{stream}"}}')
+        assert sorted((s["metric"]["app"], s["metric"]["instance"], s["value"][1]) for s in up) == [
+            ("kafka", "0", "1"), ("log", "0", "1"), ("normalize", "0", "1"), ("normalize", "1", "1")]
+        memory = _query(prometheus_url, f'tuneflow_memory_rss_bytes{{stream="{stream}"}}')
+        assert len(memory) == 4 and all(float(s["value"][1]) > 10 * 2**20 for s in memory)
+    finally:
+        stop.set()
+        feeder.join(30)
+        cli.ok("undeploy", stream)
+    assert not target_file.exists()
+    wait_for(lambda: not _query(prometheus_url, f'up{{job="tuneflow", stream="{stream}"}}'), 60,
+             "Prometheus to drop the stream's targets once it is undeployed")
