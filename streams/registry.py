@@ -9,7 +9,7 @@ from pydantic_core import PydanticUndefined
 
 from streams import __version__
 from streams.errors import ConfigError
-from streams.runtime.contract import App
+from streams.runtime.contract import OUTPUT_OPTIONS, App
 from streams.runtime.loader import available_apps, import_app
 from streams.state import AppRecord, StateStore
 
@@ -54,6 +54,8 @@ def app_options(app: type[App[Any]]) -> list[AppOption]:
     """The app's options with type, default and documentation, from its options model."""
     options = []
     for field_name, info in app.options_model.model_fields.items():
+        if field_name in OUTPUT_OPTIONS and app.kind == "sink":
+            continue  # a sink writes no records of its own
         default = None if info.default is PydanticUndefined else info.default
         if info.default_factory is not None:
             default = "(computed)"

@@ -206,6 +206,9 @@ def _switched(name: str, switch: Switch) -> None:
              for verb, change in (("restarted", "changed"), ("started", "added"), ("stopped", "removed"))]
     done = "; ".join(f"{verb} {', '.join(labels)}" for verb, labels in moves if labels)
     _echo(f"stream {name} is at release {switch.release.number}: {done}")
+    for topic, (before, after) in switch.grown.items():
+        _echo(f"topic {topic}: {before} → {after} partitions, one for each instance (keys move to new partitions "
+              "once; the version guards keep the stores right)")
     for topics, left in switch.undrained.items():
         click.echo(f"warning: {left:,} records of {topics} were left unread: no app of release "
                    f"{switch.release.number} reads it (its last reader stopped after TUNEFLOW_READY_TIMEOUT_S)",

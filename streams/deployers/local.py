@@ -29,6 +29,7 @@ from streams.errors import ServiceUnavailableError
 from streams.runtime.metrics import metric_sum
 
 STOP_TIMEOUT_S = 30.0
+INSTANCE_INDEX = "TUNEFLOW_INSTANCE_INDEX"  # each instance's stable index among its app's, 0 … count-1
 START_TIMEOUT_S = 60.0
 HTTP_TIMEOUT_S = 2.0
 
@@ -107,7 +108,8 @@ class LocalDeployer:
         command = self._command(spec, port_file)
         with log_path.open("ab") as log:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       env={**os.environ, **spec.env}, start_new_session=True)
+                                       env={**os.environ, **spec.env, INSTANCE_INDEX: str(spec.index)},
+                                       start_new_session=True)
         port = _wait_for_port(process, port_file, log_path, timeout_s)
         instance = Instance(spec.stream, spec.label, spec.index, process.pid, port, str(log_path), command,
                             time.time(), spec.release)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from streams import settings
@@ -32,6 +32,7 @@ class Switch:
     release: ReleaseRecord
     diff: ReleaseDiff
     undrained: dict[str, int]
+    grown: dict[str, tuple[int, int]] = field(default_factory=dict)  # topic: (partitions before, after)
 
 
 @dataclass(frozen=True)
@@ -109,15 +110,20 @@ class StreamService:
         self.state.set_stream_status(name, StreamStatus.DEPLOYED)
         return self.state.add_release(name, manifest, ReleaseStatus.DEPLOYED)
 
-    def _ensure_topics(self, manifest: dict[str, Any]) -> None:
-        """The topics between apps, with as many partitions as the most instances of any app (at least one each)."""
+    def _ensure_topics(self, manifest: dict[str, Any]) -> dict[str, tuple[int, int]]:
+        """The stream's topics — what its apps write and what they read, named destinations and taps included — with
+        as many partitions as the most instances of any app (at least one each), so no instance idles; returns the
+        topics that grew, with their partitions before and after. Topics never shrink."""
         partitions = max(app["count"] for app in manifest["apps"])
-        outputs = [app["output"] for app in manifest["apps"] if app["output"]]
+        outputs = list(dict.fromkeys([*(app["output"] for app in manifest["apps"] if app["output"]),
+                                      *(topic for app in manifest["apps"] for topic in app["inputs"])]))
         binder = self._binder()
         try:
+            before = {topic: binder.partitions(topic) for topic in outputs}
             binder.ensure_topics(outputs, partitions=partitions)
         finally:
             binder.close()
+        return {topic: (count, partitions) for topic, count in before.items() if 0 < count < partitions}
 
     def _next_release(self, name: str) -> int:
         latest = self.state.latest_release(name)
@@ -254,7 +260,7 @@ class StreamService:
         release = self._next_release(name)
         old = self.deployer.instances(name)
         try:
-            self._ensure_topics(manifest)
+            grown = self._ensure_topics(manifest)
             self._start(manifest, diff.restarted, release)
         except Exception:
             self.state.add_release(name, manifest, ReleaseStatus.FAILED)
@@ -264,7 +270,7 @@ class StreamService:
         self.state.save_deployment_properties(name, kept["raw"], kept["parsed"])
         if manifest["definition"] != self.state.get_stream(name).canonical:
             self.state.update_stream_definition(name, manifest["definition"], manifest["definition"])
-        return Switch(self.state.add_release(name, manifest, ReleaseStatus.DEPLOYED), diff, undrained)
+        return Switch(self.state.add_release(name, manifest, ReleaseStatus.DEPLOYED), diff, undrained, grown)
 
     def _retire(self, name: str, running: list[Instance], old: dict[str, Any], new: dict[str, Any],
                 labels: set[str]) -> dict[str, int]:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from streams.errors import ConfigError
 from streams.records import Record
@@ -23,10 +23,21 @@ def _kebab(name: str) -> str:
     return name.replace("_", "-")
 
 
+OUTPUT_OPTIONS = frozenset({"partition_key"})  # what every app that writes records takes, sinks not
+
+
 class AppOptions(BaseModel):
-    """Options are written `--some-option=value` in the DSL and on the command line."""
+    """Options are written `--some-option=value` in the DSL and on the command line.
+
+    `--partition-key` is every source's and processor's: the harness keys the app's outputs by that field.
+    """
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, alias_generator=_kebab, frozen=True)
+
+    partition_key: str | None = Field(
+        default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$",
+        description="Key each output record by this field of its JSON value (dotted path, e.g. album.album_id), "
+                    "so one entity's records stay on one partition and one instance downstream.")
 
 
 @dataclass(slots=True)
@@ -115,12 +126,16 @@ class SinkApp(App[OptionsT]):
 def parse_options(app: type[App[Any]], values: dict[str, Any]) -> AppOptions:
     """Validate `--key=value` options against the app's model; errors name each field and reason."""
     try:
-        return app.options_model.model_validate(values)
+        options = app.options_model.model_validate(values)
     except ValidationError as exc:
         problems = "; ".join(
             f"--{'.'.join(str(p) for p in error['loc']) or '?'}: {_option_message(error)}" for error in exc.errors()
         )
         raise ConfigError(f"invalid options for app '{app.name}': {problems}") from None
+    if app.kind == "sink" and getattr(options, "partition_key", None):
+        raise ConfigError(f"invalid options for app '{app.name}': --partition-key: a sink writes no records to key; "
+                          "set it on the app that writes the sink's input")
+    return options
 
 
 def _option_message(error: Any) -> str:

@@ -22,6 +22,7 @@ from streams.records import (
     Record,
 )
 from streams.runtime.contract import App, Failure, Outcome, ProcessorApp, SinkApp, SourceApp
+from streams.runtime.keys import KeyPath
 from streams.runtime.retry import RetriesExhaustedError, RetryPolicy, call_with_retries
 
 LAG_EVERY_S = 5.0
@@ -69,6 +70,8 @@ class Runner:
         # The last record of each partition handled since the last commit: committing them covers the rest.
         self._uncommitted: dict[tuple[str | None, int | None], Record] = {}
         self._last_commit = time.monotonic()
+        partition_key = getattr(app.options, "partition_key", None)
+        self._key_path = KeyPath(partition_key) if partition_key else None
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -123,7 +126,7 @@ class Runner:
                 continue
             started = time.perf_counter()
             self.metrics.records_in.inc(len(records))
-            self._output.send(self.spec.output, records)
+            self._output.send(self.spec.output, self._keyed(records))
             self._retrying("flush", self._output.flush)
             source.ack(records)
             self.metrics.records_out.inc(len(records))
@@ -207,9 +210,12 @@ class Runner:
             source.commit(marks)
         self._uncommitted.clear()
 
+    def _keyed(self, records: Sequence[Record]) -> Sequence[Record]:
+        return records if self._key_path is None else self._key_path.keyed(records)
+
     def _send(self, output: OutputBinding, outputs: list[Record], dead: list[Record]) -> None:
         if outputs and self.spec.output:
-            output.send(self.spec.output, outputs)
+            output.send(self.spec.output, self._keyed(outputs))
         if dead:
             output.send(self.spec.dlq_topic, dead)
 
