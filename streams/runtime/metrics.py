@@ -72,6 +72,12 @@ class AppMetrics:
         self.sink_write_seconds = self._f.sink_write_seconds.labels(*self._labels)
         self.ready = self._f.ready.labels(*self._labels)
 
+    def expect_retries(self, operations: tuple[str, ...]) -> None:
+        """Export each operation's retry counter at 0 from the start: a rate of 0, not a series missing until the
+        first retry (dashboards and alerts then tell "no retries" from "no data")."""
+        for operation in operations:
+            self._f.retries.labels(*self._labels, operation)
+
     def watch_memory(self, limit_mb: int | None) -> None:
         """RSS read at every scrape; the limit, when the deployer set one."""
         self._f.rss_bytes.labels(*self._labels).set_function(lambda: rss_mb() * 2**20)

@@ -54,6 +54,9 @@ class RunSpec:
         return self.group or self.stream
 
 
+RETRIED_OPERATIONS = ("setup", "poll", "write", "flush", "commit")  # what `_retrying` names
+
+
 class Runner:
     def __init__(self, app: App[Any], binder: Binder, spec: RunSpec) -> None:
         self.app = app
@@ -70,6 +73,7 @@ class Runner:
         # The last record of each partition handled since the last commit: committing them covers the rest.
         self._uncommitted: dict[tuple[str | None, int | None], Record] = {}
         self._last_commit = time.monotonic()
+        self.metrics.expect_retries(RETRIED_OPERATIONS)
         partition_key = getattr(app.options, "partition_key", None)
         self._key_path = KeyPath(partition_key) if partition_key else None
 

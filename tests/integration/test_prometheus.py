@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -21,7 +23,9 @@ from tests.integration.processes import wait_for
 from tests.integration.services import unique_name
 from tests.integration.test_stream_lifecycle import Cli
 
-PROMETHEUS = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+PROMETHEUS = DEPLOY / "prometheus"
+DASHBOARDS = DEPLOY / "grafana"
 
 
 def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
@@ -35,6 +39,28 @@ def test_scrape_config_and_rules_pass_promtool() -> None:
     tests = _promtool("test", "rules", *sorted(str(p.relative_to(PROMETHEUS)) for p in PROMETHEUS.glob("tests/*.yml")))
     assert tests.returncode == 0, tests.stdout + tests.stderr
     assert "SUCCESS" in tests.stdout
+
+
+def test_the_committed_dashboards_are_what_the_code_builds() -> None:
+    check = subprocess.run([sys.executable, str(DASHBOARDS / "dashboards.py"), "--check"], capture_output=True,
+                           text=True, timeout=120)
+    assert check.returncode == 0, check.stderr
+
+
+def _panel_queries() -> list[tuple[str, str, str]]:
+    """(dashboard, panel title, expression) of every panel query of every dashboard."""
+    found = []
+    for path in sorted(DASHBOARDS.glob("*.json")):
+        dashboard = json.loads(path.read_text())
+        for panel in dashboard["panels"]:
+            for target in panel.get("targets", []):
+                found.append((path.name, panel["title"], target["expr"]))
+    return found
+
+
+def _for_stream(expr: str, stream: str) -> str:
+    """A dashboard query as Grafana sends it with `$stream` set to one stream and every app selected."""
+    return re.sub(r"\$__rate_interval", "1m", expr.replace("$stream", stream).replace("$app", ".*"))
 
 
 def _query(prometheus_url: str, expr: str) -> list[dict[str, Any]]:
@@ -58,7 +84,7 @@ def test_prometheus_scrapes_every_app_of_a_deployed_stream(tmp_path: Path, kafka
     raw = f"{stream}_raw"
     create_topic(kafka_bootstrap, raw, 1)
     cli.ok("create", stream, "--definition", f"kafka --topic={raw} | normalize | log --level=DEBUG")
-    cli.ok("deploy", stream, "--properties", "deployer.normalize.count=2")
+    cli.ok("deploy", stream, "--properties", "deployer.normalize.count=2,deployer.normalize.memory=512m")
     target_file = targets / f"{stream}.json"
     stop = threading.Event()
 
@@ -66,7 +92,8 @@ def test_prometheus_scrapes_every_app_of_a_deployed_stream(tmp_path: Path, kafka
         for round_ in range(600):
             if stop.is_set():
                 return
-            produce(kafka_bootstrap, raw, [(s.key, s.value, None) for s in samples(200, seed=round_)])
+            # 5% invalid: the failure and dead-letter panels have something to show
+            produce(kafka_bootstrap, raw, [(s.key, s.value, None) for s in samples(200, 0.05, seed=round_)])
             time.sleep(0.5)
 
     feeder = threading.Thread(target=feed, daemon=True)
@@ -85,6 +112,13 @@ def test_prometheus_scrapes_every_app_of_a_deployed_stream(tmp_path: Path, kafka
             ("kafka", "0", "1"), ("log", "0", "1"), ("normalize", "0", "1"), ("normalize", "1", "1")]
         memory = _query(prometheus_url, f'tuneflow_memory_rss_bytes{{stream="{stream}"}}')
         assert len(memory) == 4 and all(float(s["value"][1]) > 10 * 2**20 for s in memory)
+
+        queries = _panel_queries()
+        assert len(queries) >= 12
+        wait_for(lambda: all(_query(prometheus_url, _for_stream(q, stream)) for _, _, q in queries), 60,
+                 "data for every dashboard panel")
+        empty = [(d, t) for d, t, q in queries if not _query(prometheus_url, _for_stream(q, stream))]
+        assert empty == []
     finally:
         stop.set()
         feeder.join(30)
