@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 import orjson
 
+from streams.cli.watch import watch as watch_stream
 from streams.dag import check
 from streams.dsl import check_stream_name, parse
 from streams.errors import ConfigError
@@ -156,8 +157,17 @@ def info(name: str, as_json: bool) -> None:
 @stream.command("status")
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def status(name: str, as_json: bool) -> None:
+@click.option("--watch", is_flag=True, help="Redraw a live view every second (per-app rates, lag and its trend, "
+                                            "instances up) until Ctrl-C.")
+def status(name: str, as_json: bool, watch: bool) -> None:
     """Each instance as its own /healthz and /metrics report it now: up/down, ready, rates over 1 s, lag."""
+    if watch:
+        if as_json:
+            raise click.UsageError("--watch draws for a person; use --json alone for a machine")
+        service = _service()
+        service.state.get_stream(name)  # an unknown stream fails here, with its did-you-mean
+        watch_stream(name, lambda: service.status(name))
+        return
     instances = _service().status(name)
     if as_json:
         _echo_json([asdict(i) for i in instances])

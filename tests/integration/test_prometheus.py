@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import re
+import select
+import signal
 import subprocess
 import sys
 import threading
@@ -61,6 +64,31 @@ def _panel_queries() -> list[tuple[str, str, str]]:
 def _for_stream(expr: str, stream: str) -> str:
     """A dashboard query as Grafana sends it with `$stream` set to one stream and every app selected."""
     return re.sub(r"\$__rate_interval", "1m", expr.replace("$stream", stream).replace("$app", ".*"))
+
+
+def _watch_in_a_terminal(env: dict[str, str], stream: str, seconds: float) -> tuple[str, int]:
+    """`tuneflow stream status STREAM --watch` on a pseudo-terminal for `seconds`, then Ctrl-C: (screen, exit code)."""
+    leader, follower = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "streams.cli", "stream", "status", stream, "--watch"],
+                               stdin=follower, stdout=follower, stderr=follower, env={**env, "COLUMNS": "120"},
+                               start_new_session=True)
+    os.close(follower)
+    screen = b""
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            if select.select([leader], [], [], 0.2)[0]:
+                screen += os.read(leader, 65536)
+        process.send_signal(signal.SIGINT)
+        code = process.wait(20)
+        while select.select([leader], [], [], 0.2)[0]:
+            try:
+                screen += os.read(leader, 65536)
+            except OSError:
+                break
+    finally:
+        os.close(leader)
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode(errors="replace")), code
 
 
 def _query(prometheus_url: str, expr: str) -> list[dict[str, Any]]:
@@ -119,6 +147,11 @@ def test_prometheus_scrapes_every_app_of_a_deployed_stream(tmp_path: Path, kafka
                  "data for every dashboard panel")
         empty = [(d, t) for d, t, q in queries if not _query(prometheus_url, _for_stream(q, stream))]
         assert empty == []
+
+        screen, code = _watch_in_a_terminal(cli.env, stream, seconds=4)
+        assert code == 0, screen
+        assert f"stream {stream}" in screen and "lag trend" in screen
+        assert all(app in screen for app in ("kafka", "normalize", "log")) and "2/2" in screen
     finally:
         stop.set()
         feeder.join(30)
