@@ -19,6 +19,8 @@ from streams.runtime import loader
 from streams.runtime.contract import AppKind, parse_options
 from streams.suggest import did_you_mean
 
+Catalog = Mapping[tuple[AppKind, str], str]  # (kind, name) → python:module:attribute
+
 NO_STREAMS: Mapping[str, StreamDefinition] = MappingProxyType({})
 BRIDGE_LABEL = "bridge"
 SOURCE_DESTINATION_OPTIONS = ("group",)
@@ -73,13 +75,16 @@ class DagReport:
         }
 
 
-def check(definition: StreamDefinition, existing: Mapping[str, StreamDefinition] = NO_STREAMS) -> DagReport:
+def check(definition: StreamDefinition, existing: Mapping[str, StreamDefinition] = NO_STREAMS,
+          catalog: Catalog | None = None) -> DagReport:
     """Raise ConfigError for the first problem found; else report the stream with its apps' kinds resolved.
 
     `existing` are the streams already defined; one with the same name as `definition` is replaced by it.
+    `catalog` is what each (kind, name) is (a `python:module:attribute` URI): the registry's default versions,
+    user apps included; the installed built-ins when not given.
     """
     check_labels(definition)
-    resolved = resolve_apps(definition)
+    resolved = resolve_apps(definition, catalog)
     streams = {stream.name: stream for stream in existing.values() if stream.name != definition.name}
     streams[definition.name] = resolved
     if definition.source_destination is not None:
@@ -110,23 +115,25 @@ def _free_label(app: str, taken: set[str]) -> str:
     return f"{app[0]}{number}"
 
 
-def resolve_apps(definition: StreamDefinition) -> StreamDefinition:
-    """A copy of `definition` with each app's kind taken from the registry, by its place when a name has several."""
-    registry = loader.available_apps()
+def resolve_apps(definition: StreamDefinition, catalog: Catalog | None = None) -> StreamDefinition:
+    """A copy of `definition` with each app's kind taken from the catalog, by its place when a name has several."""
+    apps_by_kind = catalog if catalog is not None else loader.builtin_catalog()
     apps = []
     for index, node in enumerate(definition.apps):
-        kind = _resolve_kind(definition, index, registry)
-        _check_options(node, kind)
+        kind = _resolve_kind(definition, index, apps_by_kind)
+        _check_options(node, kind, apps_by_kind)
         apps.append(dataclasses.replace(node, kind=kind))
     return dataclasses.replace(definition, apps=apps)
 
 
-def _resolve_kind(definition: StreamDefinition, index: int, registry: Mapping[tuple[AppKind, str], str]) -> AppKind:
+def _resolve_kind(definition: StreamDefinition, index: int, catalog: Catalog) -> AppKind:
     node = definition.apps[index]
     expected = _expected_kind(definition, index)
-    kinds = sorted(kind for kind, name in registry if name == node.app)
+    kinds = sorted(kind for kind, name in catalog if name == node.app)
     if not kinds:
-        loader.load_app(node.app, expected)  # raises ConfigError naming the closest app
+        known = sorted({name for kind, name in catalog if expected is None or kind == expected})
+        what = f"{expected} app" if expected else "app"
+        raise ConfigError(f"unknown {what} '{node.app}'.{did_you_mean(node.app, known)} Known: {', '.join(known)}")
     if expected is not None and expected in kinds:
         return expected
     raise ConfigError(_misplaced(definition, index, kinds))
@@ -160,8 +167,8 @@ def _misplaced(definition: StreamDefinition, index: int, kinds: Sequence[str]) -
     return f"{what}; only the last app of a stream can be a sink"
 
 
-def _check_options(node: AppNode, kind: AppKind) -> None:
-    app = loader.load_app(node.app, kind)
+def _check_options(node: AppNode, kind: AppKind, catalog: Catalog) -> None:
+    app = loader.import_app(catalog[(kind, node.app)])
     try:
         parse_options(app, dict(node.options))
     except ConfigError as exc:

@@ -9,7 +9,7 @@ from pydantic_core import PydanticUndefined
 
 from streams import __version__
 from streams.errors import ConfigError
-from streams.runtime.contract import OUTPUT_OPTIONS, App
+from streams.runtime.contract import OUTPUT_OPTIONS, App, AppKind
 from streams.runtime.loader import available_apps, import_app
 from streams.state import AppRecord, StateStore
 
@@ -44,6 +44,10 @@ class Registry:
         if app.kind != kind:
             raise ConfigError(f"{uri} is a {app.kind} app, not a {kind}")
         return self.state.register_app(kind, name, uri, version=version, default=default, force=force)
+
+    def catalog(self) -> dict[tuple[AppKind, str], str]:
+        """What a stream definition may name: each (kind, name) as the URI of its default version."""
+        return {(a.kind, a.name): a.uri for a in self.state.list_apps() if a.is_default}  # type: ignore[misc]
 
     def load(self, name: str, kind: str | None = None, version: str | None = None) -> tuple[AppRecord, type[App[Any]]]:
         record = self.state.get_app(name, kind=kind, version=version)

@@ -36,7 +36,8 @@ def validate(name: str, definition: str, as_json: bool) -> None:
       tuneflow stream validate t1 --definition "kafka --topic=raw | normalize | mongo"
     """
     check_stream_name(name)
-    report = check(parse(name, definition), _service().definitions())
+    service = _service()
+    report = check(parse(name, definition), service.definitions(), service.registry.catalog())
     if as_json:
         _echo(orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2).decode())
         return
@@ -186,13 +187,30 @@ def status(name: str, as_json: bool, watch: bool) -> None:
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def history(name: str, as_json: bool) -> None:
-    """The stream's releases, oldest first."""
+    """The stream's releases, oldest first, with what caused them when it was not a user (the autoscaler)."""
     releases = _service().state.releases(name)
     if as_json:
-        _echo_json([{"release": r.number, "status": r.status.value, "created_at": r.created_at} for r in releases])
+        _echo_json([{"release": r.number, "status": r.status.value, "created_at": r.created_at,
+                     "cause": r.manifest.get("cause")} for r in releases])
         return
     for release in releases:
-        _echo(f"{release.number:>4}  {release.status.value:<11} {release.created_at:%Y-%m-%d %H:%M:%S}")
+        cause = release.manifest.get("cause")
+        _echo(f"{release.number:>4}  {release.status.value:<11} {release.created_at:%Y-%m-%d %H:%M:%S}"
+              + (f"  {cause}" if cause else ""))
+
+
+@stream.command("autoscale-run", hidden=True)
+@click.argument("name")
+@click.option("--port-file", type=click.Path(dir_okay=False, path_type=Path), help="Write the /metrics port here.")
+def autoscale_run(name: str, port_file: Path | None) -> int:
+    """The autoscaler of stream NAME, until SIGTERM (the local deployer starts and stops it)."""
+    from streams.platform.autoscaler import run
+    from streams.runtime.launch import configure_logging
+
+    configure_logging("INFO")
+    service = _service()
+    service.state.get_stream(name)
+    return run(service, name, port_file)
 
 
 @stream.command("manifest")
@@ -348,7 +366,7 @@ def export(names: tuple[str, ...], form: str) -> None:
         return
     entries = []
     for record in records:
-        resolved = check(definitions[record.name], definitions).definition
+        resolved = check(definitions[record.name], definitions, service.registry.catalog()).definition
         text, notes = scdf_definition(resolved)
         for note in notes:
             click.echo(f"note: stream {record.name}: {note}", err=True)

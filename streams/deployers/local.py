@@ -24,11 +24,12 @@ from pathlib import Path
 
 import orjson
 
-from streams.deployers.prometheus_targets import targets_dir, write_targets
+from streams.deployers.prometheus_targets import targets_dir, write_target_file, write_targets
 from streams.errors import ServiceUnavailableError
 from streams.runtime.metrics import metric_sum
 
 STOP_TIMEOUT_S = 30.0
+AUTOSCALER_RECORD = "autoscaler.record"  # not *.json: the instances' records are
 INSTANCE_INDEX = "TUNEFLOW_INSTANCE_INDEX"  # each instance's stable index among its app's, 0 … count-1
 START_TIMEOUT_S = 60.0
 HTTP_TIMEOUT_S = 2.0
@@ -144,6 +145,41 @@ class LocalDeployer:
     def _announce(self, stream: str) -> None:
         """Tell Prometheus which instances of the stream run now (file-based service discovery)."""
         write_targets(self.targets, stream, [i for i in self.instances(stream) if _is_ours(i)])
+
+    # -- the autoscaler -------------------------------------------------------------------------------------
+
+    def start_autoscaler(self, stream: str, timeout_s: float = START_TIMEOUT_S) -> Instance:
+        """One autoscaler process per stream (`tuneflow stream autoscale-run`), started once, found again by its
+        record; Prometheus finds its /metrics as app `autoscaler`."""
+        running = self.autoscaler(stream)
+        if running is not None:
+            return running
+        directory = self.root / stream
+        directory.mkdir(parents=True, exist_ok=True)
+        port_file, log_path = directory / "autoscaler.port", directory / "autoscaler.log"
+        port_file.unlink(missing_ok=True)
+        command = [self.python, "-m", "streams.cli", "stream", "autoscale-run", stream, "--port-file", str(port_file)]
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                       env=dict(os.environ), start_new_session=True)
+        port = _wait_for_port(process, port_file, log_path, timeout_s)
+        instance = Instance(stream, "autoscaler", 0, process.pid, port, str(log_path), command, time.time())
+        _write_record(directory / AUTOSCALER_RECORD, instance)
+        write_target_file(self.targets, f"{stream}.autoscaler", [
+            {"targets": [f"127.0.0.1:{port}"], "labels": {"stream": stream, "app": "autoscaler", "instance": "0"}}])
+        return instance
+
+    def autoscaler(self, stream: str) -> Instance | None:
+        """The stream's autoscaler, if one runs."""
+        instance = _read_record(self.root / stream / AUTOSCALER_RECORD)
+        return instance if instance is not None and _is_ours(instance) else None
+
+    def stop_autoscaler(self, stream: str) -> None:
+        instance = self.autoscaler(stream)
+        if instance is not None:
+            stop_process(instance.pid)
+        (self.root / stream / AUTOSCALER_RECORD).unlink(missing_ok=True)
+        write_target_file(self.targets, f"{stream}.autoscaler", [])
 
     # -- what runs -------------------------------------------------------------------------------------------
 

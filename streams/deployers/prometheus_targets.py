@@ -39,12 +39,16 @@ def target_groups(instances: Sequence[Target]) -> list[dict[str, Any]]:
 
 def write_targets(directory: Path, stream: str, instances: Sequence[Target]) -> Path:
     """Replace the stream's target file atomically (Prometheus never reads half a file); none left: remove it."""
-    path = directory / f"{stream}.json"
-    if not instances:
+    return write_target_file(directory, stream, target_groups(instances))
+
+
+def write_target_file(directory: Path, name: str, groups: list[dict[str, Any]]) -> Path:
+    path = directory / f"{name}.json"
+    if not groups:
         path.unlink(missing_ok=True)
         return path
     directory.mkdir(parents=True, exist_ok=True)
-    partial = directory / f".{stream}.json.partial"
-    partial.write_bytes(orjson.dumps(target_groups(instances), option=orjson.OPT_INDENT_2))
+    partial = directory / f".{name}.json.partial"
+    partial.write_bytes(orjson.dumps(groups, option=orjson.OPT_INDENT_2))
     os.replace(partial, path)
     return path

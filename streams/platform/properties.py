@@ -1,5 +1,6 @@
 """Deployment properties as in SCDF: `deployer.<app|*>.count`, `deployer.<app|*>.memory`, `app.<app|*>.<option>`,
-`version.<app>`, given as "k=v,k=v" (values with commas in quotes) or as a file of `k=v` lines."""
+`version.<app>`, given as "k=v,k=v" (values with commas in quotes) or as a file of `k=v` lines; and tuneflow's
+`deployer.<app>.autoscale=MIN..MAX` with `deployer.<app>.autoscale-lag` and `deployer.<app>.autoscale-cooldown`."""
 
 from __future__ import annotations
 
@@ -13,7 +14,20 @@ from streams.suggest import did_you_mean
 
 _PAIR = re.compile(r"""\s*([^=,\s]+)\s*=\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^,]*)\s*(?:,|$)""")
 _MEMORY = re.compile(r"^[1-9][0-9]*[kmgKMG]?$")
-DEPLOYER_KEYS = ("count", "memory")
+_RANGE = re.compile(r"^([1-9][0-9]*)\.\.([1-9][0-9]*)$")
+DEPLOYER_KEYS = ("count", "memory", "autoscale", "autoscale-lag", "autoscale-cooldown")
+DEFAULT_AUTOSCALE_LAG = 1000  # records of lag one instance is expected to carry
+DEFAULT_AUTOSCALE_COOLDOWN_S = 30.0
+
+
+@dataclass
+class Autoscale:
+    """`deployer.<app>.autoscale=MIN..MAX`: instances follow the consumer lag, `lag` records per instance."""
+
+    min: int
+    max: int
+    lag: int = DEFAULT_AUTOSCALE_LAG
+    cooldown_s: float = DEFAULT_AUTOSCALE_COOLDOWN_S
 
 
 @dataclass
@@ -24,6 +38,20 @@ class AppDeployment:
     memory: str | None = None
     version: str | None = None
     options: dict[str, str] = field(default_factory=dict)
+    autoscale: Autoscale | None = None
+    autoscale_lag: int | None = None
+    autoscale_cooldown_s: float | None = None
+
+    def autoscaling(self) -> Autoscale | None:
+        """The autoscale policy with its lag and cool-down, if the app has one."""
+        if self.autoscale is None:
+            if self.autoscale_lag is not None or self.autoscale_cooldown_s is not None:
+                raise ConfigError("deployer.<app>.autoscale-lag and -cooldown go with "
+                                  "deployer.<app>.autoscale=MIN..MAX")
+            return None
+        return Autoscale(self.autoscale.min, self.autoscale.max, self.autoscale_lag or DEFAULT_AUTOSCALE_LAG,
+                         DEFAULT_AUTOSCALE_COOLDOWN_S if self.autoscale_cooldown_s is None
+                         else self.autoscale_cooldown_s)
 
 
 def parse_properties(text: str) -> dict[str, str]:
@@ -103,6 +131,24 @@ def _apply(deployment: AppDeployment, prefix: str, name: str, value: str, key: s
         if not _MEMORY.match(value):
             raise ConfigError(f"deployment property '{key}' must be a size like 512m or 1g, got {value!r}")
         deployment.memory = value
+    elif name == "autoscale":
+        bounds = _RANGE.match(value)
+        if bounds is None or int(bounds[1]) > int(bounds[2]):
+            raise ConfigError(f"deployment property '{key}' must be MIN..MAX instances (1 ≤ MIN ≤ MAX), got {value!r}")
+        deployment.autoscale = Autoscale(int(bounds[1]), int(bounds[2]))
+    elif name == "autoscale-lag":
+        if not value.isdigit() or int(value) < 1:
+            raise ConfigError(f"deployment property '{key}' must be the records of lag per instance (≥ 1), "
+                              f"got {value!r}")
+        deployment.autoscale_lag = int(value)
+    elif name == "autoscale-cooldown":
+        try:
+            seconds = float(value.removesuffix("s"))
+        except ValueError:
+            seconds = -1.0
+        if seconds < 0:
+            raise ConfigError(f"deployment property '{key}' must be seconds (e.g. 30 or 30s), got {value!r}")
+        deployment.autoscale_cooldown_s = seconds
     else:
         raise ConfigError(f"unknown deployer property '{key}'.{did_you_mean(name, DEPLOYER_KEYS)} "
                           f"Deployer properties: {', '.join(DEPLOYER_KEYS)}")

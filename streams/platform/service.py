@@ -9,7 +9,7 @@ from typing import Any
 
 from streams import settings
 from streams.binders.base import Binder
-from streams.dag import check
+from streams.dag import Catalog, check
 from streams.deployers.local import Instance, InstanceSpec, InstanceStatus, LocalDeployer
 from streams.dsl import StreamDefinition, parse
 from streams.errors import ConfigError, ServiceUnavailableError
@@ -71,7 +71,7 @@ class StreamService:
     # -- definitions -----------------------------------------------------------------------------------------
 
     def create(self, name: str, definition: str, description: str | None = None) -> StreamRecord:
-        report = check(parse(name, definition), self.definitions())
+        report = check(parse(name, definition), self.definitions(), self.registry.catalog())
         return self.state.create_stream(name, definition, report.to_json()["definition"], description)
 
     def destroy(self, name: str) -> StreamRecord:
@@ -108,13 +108,15 @@ class StreamService:
             self.state.add_release(name, manifest, ReleaseStatus.FAILED)
             raise
         self.state.set_stream_status(name, StreamStatus.DEPLOYED)
-        return self.state.add_release(name, manifest, ReleaseStatus.DEPLOYED)
+        release = self.state.add_release(name, manifest, ReleaseStatus.DEPLOYED)
+        self._follow_autoscale(name, manifest)
+        return release
 
     def _ensure_topics(self, manifest: dict[str, Any]) -> dict[str, tuple[int, int]]:
         """The stream's topics — what its apps write and what they read, named destinations and taps included — with
         as many partitions as the most instances of any app (at least one each), so no instance idles; returns the
         topics that grew, with their partitions before and after. Topics never shrink."""
-        partitions = max(app["count"] for app in manifest["apps"])
+        partitions = max(max(app["count"], (app.get("autoscale") or {}).get("max", 1)) for app in manifest["apps"])
         outputs = list(dict.fromkeys([*(app["output"] for app in manifest["apps"] if app["output"]),
                                       *(topic for app in manifest["apps"] for topic in app["inputs"])]))
         binder = self._binder()
@@ -153,8 +155,9 @@ class StreamService:
 
     # -- changes to a running stream -------------------------------------------------------------------------
 
-    def update(self, name: str, raw: str | None, properties: dict[str, str]) -> Switch:
-        """Merge `properties` into the stream's, and move the apps whose manifest changes to a new release."""
+    def update(self, name: str, raw: str | None, properties: dict[str, str], cause: str | None = None) -> Switch:
+        """Merge `properties` into the stream's, and move the apps whose manifest changes to a new release;
+        `cause` says why in the stream's history (the autoscaler's decisions)."""
         stream = self.state.get_stream(name)
         self._deployed_release(name)
         merged = {**(stream.deployment_properties or {}), **properties}
@@ -162,6 +165,8 @@ class StreamService:
         manifest = build_manifest(definitions[name], merged, self.registry, definitions)
         joined = ",".join(part for part in (stream.deployment_properties_raw, raw) if part)
         manifest["deployment_properties"] = {"raw": joined, "parsed": merged}
+        if cause:
+            manifest["cause"] = cause
         return self._switch(name, manifest)
 
     def redefine(self, name: str, definition: str, dry_run: bool = False) -> Redefinition:
@@ -174,7 +179,8 @@ class StreamService:
         definitions = {**self.definitions(), name: parse(name, definition)}
         self._check_dependents(name, definitions)
         current = self._running_release(name)
-        properties, dropped = split_by_labels(dict(stream.deployment_properties or {}), _labels(name, definitions))
+        labels = _labels(name, definitions, self.registry.catalog())
+        properties, dropped = split_by_labels(dict(stream.deployment_properties or {}), labels)
         manifest = build_manifest(definitions[name], properties, self.registry, definitions)
         raw = stream.deployment_properties_raw if not dropped else format_properties(properties)
         manifest["deployment_properties"] = {"raw": raw or "", "parsed": properties}
@@ -197,7 +203,7 @@ class StreamService:
             if other == name:
                 continue
             try:
-                check(definition, definitions)
+                check(definition, definitions, self.registry.catalog())
             except ConfigError as exc:
                 raise ConfigError(f"stream '{other}' depends on '{name}' and would break: {exc}") from None
 
@@ -210,13 +216,13 @@ class StreamService:
         except ConfigError:
             return {"stream": stream.name, "definition": stream.canonical, "apps": []}
 
-    def scale(self, name: str, label: str, count: int) -> Switch:
+    def scale(self, name: str, label: str, count: int, cause: str | None = None) -> Switch:
         self.state.get_stream(name)
-        labels = _labels(name, self.definitions())
+        labels = _labels(name, self.definitions(), self.registry.catalog())
         if label not in labels:
             raise ConfigError(f"stream '{name}' has no app '{label}'.{did_you_mean(label, labels)} "
                               f"Apps: {', '.join(labels)}")
-        return self.update(name, f"deployer.{label}.count={count}", {f"deployer.{label}.count": str(count)})
+        return self.update(name, f"deployer.{label}.count={count}", {f"deployer.{label}.count": str(count)}, cause)
 
     def rollback(self, name: str, number: int | None = None) -> Switch:
         """Deploy an earlier release's manifest (default: the one before the current) as a new release; an
@@ -270,7 +276,9 @@ class StreamService:
         self.state.save_deployment_properties(name, kept["raw"], kept["parsed"])
         if manifest["definition"] != self.state.get_stream(name).canonical:
             self.state.update_stream_definition(name, manifest["definition"], manifest["definition"])
-        return Switch(self.state.add_release(name, manifest, ReleaseStatus.DEPLOYED), diff, undrained, grown)
+        switch = Switch(self.state.add_release(name, manifest, ReleaseStatus.DEPLOYED), diff, undrained, grown)
+        self._follow_autoscale(name, manifest)
+        return switch
 
     def _retire(self, name: str, running: list[Instance], old: dict[str, Any], new: dict[str, Any],
                 labels: set[str]) -> dict[str, int]:
@@ -306,6 +314,7 @@ class StreamService:
     def undeploy(self, name: str) -> list[Instance]:
         """Stop every instance of the stream (each drains and commits); returns what was stopped."""
         self.state.get_stream(name)
+        self.deployer.stop_autoscaler(name)  # first, so it scales nothing back up
         stopped = self.deployer.instances(name)
         for instance in stopped:
             self.deployer.stop(instance)
@@ -314,6 +323,17 @@ class StreamService:
             self.state.set_release_status(name, latest.number, ReleaseStatus.UNDEPLOYED)
         self.state.set_stream_status(name, StreamStatus.UNDEPLOYED)
         return stopped
+
+    def open_binder(self) -> Binder:
+        """A binder for a look at topics and consumer groups; the caller closes it."""
+        return self._binder()
+
+    def _follow_autoscale(self, name: str, manifest: dict[str, Any]) -> None:
+        """An autoscaler runs beside the stream while any of its apps has `deployer.<app>.autoscale`."""
+        if any(app.get("autoscale") for app in manifest["apps"]):
+            self.deployer.start_autoscaler(name)
+        else:
+            self.deployer.stop_autoscaler(name)
 
     # -- what runs -------------------------------------------------------------------------------------------
 
@@ -328,9 +348,9 @@ class StreamService:
         return [_instance_status(a, b, window_s) for a, b in zip(first, second, strict=True)]
 
 
-def _labels(name: str, definitions: dict[str, StreamDefinition]) -> list[str]:
+def _labels(name: str, definitions: dict[str, StreamDefinition], catalog: Catalog) -> list[str]:
     """The app labels of stream `name` once checked (labels default to app names)."""
-    return [node.label for node in check(definitions[name], definitions).definition.apps]
+    return [node.label for node in check(definitions[name], definitions, catalog).definition.apps]
 
 
 def stored_definitions(state: StateStore) -> dict[str, StreamDefinition]:

@@ -24,6 +24,11 @@ def available_apps() -> dict[tuple[AppKind, str], str]:
     return found
 
 
+def builtin_catalog() -> dict[tuple[AppKind, str], str]:
+    """(kind, name) → `python:module:attr` URI of every installed app."""
+    return {key: f"python:{target}" for key, target in available_apps().items()}
+
+
 def load_app(name: str, kind: AppKind | None = None) -> type[App[Any]]:
     apps = available_apps()
     matches = [key for key in apps if key[1] == name and (kind is None or key[0] == kind)]

@@ -50,7 +50,16 @@ def test_a_properties_file_with_comments(tmp_path: Path) -> None:
     ("deployer.normalize.count=0",
      "deployment property 'deployer.normalize.count' must be a whole number of instances ≥ 1, got '0'"),
     ("deployer.normalize.cnt=2",
-     "unknown deployer property 'deployer.normalize.cnt'. Did you mean 'count'? Deployer properties: count, memory"),
+     "unknown deployer property 'deployer.normalize.cnt'. Did you mean 'count'? Deployer properties: count, memory, "
+     "autoscale, autoscale-lag, autoscale-cooldown"),
+    ("deployer.normalize.autoscale=3..1",
+     "deployment property 'deployer.normalize.autoscale' must be MIN..MAX instances (1 ≤ MIN ≤ MAX), got '3..1'"),
+    ("deployer.normalize.autoscale=0..2",
+     "deployment property 'deployer.normalize.autoscale' must be MIN..MAX instances (1 ≤ MIN ≤ MAX), got '0..2'"),
+    ("deployer.normalize.autoscale-lag=0",
+     "deployment property 'deployer.normalize.autoscale-lag' must be the records of lag per instance (≥ 1), got '0'"),
+    ("deployer.normalize.autoscale-cooldown=soon",
+     "deployment property 'deployer.normalize.autoscale-cooldown' must be seconds (e.g. 30 or 30s), got 'soon'"),
     ("deployer.mongo.memory=lots", "deployment property 'deployer.mongo.memory' must be a size like 512m or 1g, "
                                    "got 'lots'"),
     ("spring.mongo.x=1", "unknown deployment property 'spring.mongo.x': use deployer.<app>.count, "
@@ -97,3 +106,15 @@ def test_properties_of_apps_a_new_definition_drops_are_split_off() -> None:
 @pytest.mark.parametrize(("size", "mib"), [("512m", 512), ("1g", 1024), ("2G", 2048), ("2048k", 2), ("300", 300)])
 def test_memory_sizes_in_mib(size: str, mib: int) -> None:
     assert memory_mb(size) == mib
+
+
+def test_autoscale_takes_bounds_a_lag_per_instance_and_a_cool_down() -> None:
+    deployments = per_app(parse_properties(
+        "deployer.normalize.autoscale=1..4,deployer.normalize.autoscale-lag=500,deployer.normalize.autoscale-cooldown=45s"
+    ), LABELS)
+    policy = deployments["normalize"].autoscaling()
+    assert policy is not None and (policy.min, policy.max, policy.lag, policy.cooldown_s) == (1, 4, 500, 45.0)
+    assert deployments["mongo"].autoscaling() is None
+    lone = per_app(parse_properties("deployer.mongo.autoscale-lag=5"), LABELS)["mongo"]
+    with pytest.raises(ConfigError, match=r"go with deployer\.<app>\.autoscale=MIN\.\.MAX"):
+        lone.autoscaling()
