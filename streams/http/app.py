@@ -125,7 +125,10 @@ class _Handlers:
             updated_at = request.query_params.get("updated_at")
             if not updated_at:
                 return self._rejected(Rejection([_UNVERSIONED]))
-            payload = orjson.dumps({"op": "delete", "track_id": request.path_params["id"], "updated_at": updated_at})
+            raw_id = request.path_params["id"]
+            # A path segment is text; ids are strict integers in the catalog model, so digits are read as one.
+            track_id = int(raw_id) if raw_id.isascii() and raw_id.isdigit() and len(raw_id) <= 20 else raw_id
+            payload = orjson.dumps({"op": "delete", "track_id": track_id, "updated_at": updated_at})
             return await self._single(payload, reservation)
 
         return await self._admitted(request, None, handle)
