@@ -29,8 +29,9 @@ from tests.integration.test_stream_lifecycle import Cli
 
 TOKEN = "writer-token-" + "9f3c1a7e"
 SECRET = b"hmac-secret-" + b"51d0b2c4"
-# Records: BATCH_TRACKS tracks in NDJSON batches of BATCH_LINES (5% broken), plus singles of every kind.
-BATCH_TRACKS, BATCH_LINES, SINGLES_PER_KIND = 3000, 500, 20
+# Records: BATCH_TRACKS tracks in NDJSON batches of BATCH_LINES (5% broken), plus SINGLES_PER_KIND singles of each of
+# 13 kinds (507 single requests), the sizes of the issue; the whole exchange takes a few seconds.
+BATCH_TRACKS, BATCH_LINES, SINGLES_PER_KIND = 10_000, 500, 39
 NDJSON = "application/x-ndjson"
 
 
