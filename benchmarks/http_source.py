@@ -29,6 +29,7 @@ import orjson
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from benchmarks.apps import peak_rss_mb
 from benchmarks.harness import REPEATS, machine, measure
 from benchmarks.records import track_documents
 from streams.binders.kafka import PRODUCER_DEFAULTS
@@ -150,11 +151,6 @@ def _singles(port: int, documents: list[dict[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _peak_rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        return next(round(int(line.split()[1]) / 1024, 1) for line in status if line.startswith("VmHWM:"))
-
-
 def run_all(env: dict[str, str], workdir: Path) -> dict[str, Any]:
     print("http source:", flush=True)
     bootstrap = env["TUNEFLOW_KAFKA_BOOTSTRAP"]
@@ -186,7 +182,7 @@ def run_all(env: dict[str, str], workdir: Path) -> dict[str, Any]:
         assert process.proc is not None
         if process.proc.poll() is not None:
             raise RuntimeError(f"the http source exited:\n{process.log_tail()}")
-        rss = _peak_rss_mb(process.proc.pid)
+        rss = peak_rss_mb(process.proc.pid)
     finally:
         process.stop()
         for future in admin.delete_topics([source_topic, ceiling_topic]).values():
