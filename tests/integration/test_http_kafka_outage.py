@@ -29,6 +29,7 @@ TOKEN = "outage-writer-" + "6b1d93e0"
 WRITERS = 4
 LINES = 50  # per batch request
 RSS_BOUND_MB = 250
+RSS_GROWTH_MB = 50  # what the outage may add to the RSS the source had before it
 RETRY_AFTER_S = 2
 
 
@@ -104,14 +105,15 @@ def test_kafka_stopped_mid_run_gives_503s_bounded_memory_and_recovers_without_lo
             writer.start()
         wait_for(lambda: len(tally.acknowledged) >= 2000, 30, "records acknowledged before the outage", source)
 
+        assert source.proc is not None
+        rss_before = _rss_mb(source.proc.pid)
         broker.stop()
         stopped_at = time.monotonic()
-        assert source.proc is not None
         rss_during = [_rss_mb(source.proc.pid)]
 
-        def unready() -> bool:
+        def unready() -> bool:  # the source's own /readyz and its instance endpoint's, which deployers probe
             rss_during.append(_rss_mb(source.proc.pid))  # type: ignore[union-attr]
-            return _readyz(port) == 503
+            return _readyz(port) == 503 and _readyz(source.port) == 503
 
         wait_for(unready, 20, "/readyz to say 503 once Kafka is gone", source)
         detected_s = time.monotonic() - stopped_at
@@ -138,10 +140,11 @@ def test_kafka_stopped_mid_run_gives_503s_bounded_memory_and_recovers_without_lo
     statuses = {status for _, status in tally.statuses}
     assert statuses <= {202, 503}, statuses
     assert tally.retry_after == {str(RETRY_AFTER_S)}
-    assert max(rss_during) < RSS_BOUND_MB, rss_during
+    assert max(rss_during) < min(RSS_BOUND_MB, rss_before + RSS_GROWTH_MB), (rss_before, rss_during)
     produced = {key for key, _, _ in read_topic(broker.bootstrap, topic)}
     lost = tally.acknowledged - produced
     assert not lost, f"{len(lost)} acknowledged records are not in Kafka, e.g. {sorted(lost)[:5]}"
     assert b"Traceback" not in source.log_path.read_bytes(), source.log_tail()
     print(f"outage seen by /readyz after {detected_s:.1f}s; {len(tally.acknowledged)} acknowledged, "
-          f"{sum(s == 503 for _, s in tally.statuses)} requests refused; RSS peak {max(rss_during):.0f} MB")
+          f"{sum(s == 503 for _, s in tally.statuses)} requests refused; RSS {rss_before:.0f} MB before, "
+          f"{max(rss_during):.0f} MB at most during")
