@@ -54,7 +54,7 @@ SHAPE_KEYS = ("replacements_per_command", "commands_in_flight")
 BEFORE_INDEX_UPDATES = {"report": "20261126T173539Z", "median": 88.8}
 
 
-def _peak_rss_mb(pid: int) -> float:
+def peak_rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as status:
         for line in status:
             if line.startswith("VmHWM:"):
@@ -85,7 +85,7 @@ def _timed_run(process: AppProcess, records: int, done_metric: str, timeout_s: f
             if metric_sum(text, done_metric) >= records:
                 assert first_in is not None
                 seconds = now - first_in
-                rss = _peak_rss_mb(process.proc.pid)
+                rss = peak_rss_mb(process.proc.pid)
                 break
             time.sleep(POLL_S)
     finally:
@@ -124,7 +124,7 @@ def _written_run(process: AppProcess | list[AppProcess], bootstrap: str, topic: 
                     raise RuntimeError(f"{processes[0].args[0]} did not finish in {timeout_s}s:\n"
                                        f"{processes[0].log_tail()}")
                 time.sleep(0.2)
-            rss = max(_peak_rss_mb(each.proc.pid) for each in processes if each.proc is not None)
+            rss = max(peak_rss_mb(each.proc.pid) for each in processes if each.proc is not None)
         finally:
             for each in processes:
                 each.stop()

@@ -216,6 +216,15 @@ class LocalDeployer:
             time.sleep(0.25)
         return False
 
+    def not_ready(self, instance: Instance, timeout_s: float) -> str:
+        """Why `wait_ready` gave up: the instance exited (its reason is at the end of its log) or it is still
+        starting after `timeout_s`."""
+        name = f"{instance.label}-{instance.index}"
+        tail = f"last lines of {instance.log}:\n{_tail(Path(instance.log))}"
+        if _is_ours(instance):
+            return f"{name} did not become ready within {timeout_s:g}s (TUNEFLOW_READY_TIMEOUT_S); {tail}"
+        return f"{name} exited before it became ready; {tail}"
+
     def _record_path(self, instance: Instance) -> Path:
         return self.root / instance.stream / f"{instance.label}-{instance.index}.r{instance.release}.json"
 

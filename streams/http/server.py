@@ -77,9 +77,13 @@ class _GuardedProtocol(HttpToolsProtocol):
         if self._gone or real.is_closing() or not real.can_write_eof():
             real.close()
             return
+        try:
+            real.write_eof()
+        except OSError:  # the client is already gone (ENOTCONN): nothing to linger for
+            real.close()
+            return
         self._lingering = True
         self._linger_bytes = 0
-        real.write_eof()
         real.resume_reading()
         self.loop.call_later(LINGER_S, real.close)
 

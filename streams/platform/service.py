@@ -144,9 +144,7 @@ class StreamService:
             timeout_s = settings.ready_timeout_s()
             for instance in started:
                 if not self.deployer.wait_ready(instance, timeout_s):
-                    raise ServiceUnavailableError(
-                        f"{instance.label}-{instance.index} did not become ready within {timeout_s:g}s "
-                        f"(TUNEFLOW_READY_TIMEOUT_S); its log: {instance.log}")
+                    raise ServiceUnavailableError(self.deployer.not_ready(instance, timeout_s))
         except Exception:
             for instance in started:
                 self.deployer.stop(instance)

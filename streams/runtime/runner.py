@@ -26,6 +26,10 @@ from streams.runtime.keys import KeyPath
 from streams.runtime.retry import RetriesExhaustedError, RetryPolicy, call_with_retries
 
 LAG_EVERY_S = 5.0
+# A source's callers wait for its acknowledgement (an HTTP answer, a replication feedback): a flush that has not
+# finished in this time marks the instance not ready, and the retry goes on waiting for the same records (they stay
+# queued in the producer, so nothing is lost or sent twice by giving up early).
+SOURCE_FLUSH_S = 5.0
 REVOKE_FLUSH_S = 10.0
 
 
@@ -122,6 +126,7 @@ class Runner:
 
     def _run_source(self, source: SourceApp[Any]) -> None:
         assert self._output is not None and self.spec.output
+        output = self._output
         self.metrics.ready.set(1)
         while not self.stopping:
             self.last_beat = time.monotonic()
@@ -130,8 +135,8 @@ class Runner:
                 continue
             started = time.perf_counter()
             self.metrics.records_in.inc(len(records))
-            self._output.send(self.spec.output, self._keyed(records))
-            self._retrying("flush", self._output.flush)
+            output.send(self.spec.output, self._keyed(records))
+            self._retrying("flush", lambda: output.flush(SOURCE_FLUSH_S))
             source.ack(records)
             self.metrics.records_out.inc(len(records))
             self.metrics.batch_seconds.observe(time.perf_counter() - started)

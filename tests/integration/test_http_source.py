@@ -29,8 +29,9 @@ from tests.integration.test_stream_lifecycle import Cli
 
 TOKEN = "writer-token-" + "9f3c1a7e"
 SECRET = b"hmac-secret-" + b"51d0b2c4"
-# Records: BATCH_TRACKS tracks in NDJSON batches of BATCH_LINES (5% broken), plus singles of every kind.
-BATCH_TRACKS, BATCH_LINES, SINGLES_PER_KIND = 3000, 500, 20
+# Records: BATCH_TRACKS tracks in NDJSON batches of BATCH_LINES (5% broken), plus SINGLES_PER_KIND singles of each of
+# 13 kinds (507 single requests), the sizes of the issue; the whole exchange takes a few seconds.
+BATCH_TRACKS, BATCH_LINES, SINGLES_PER_KIND = 10_000, 500, 39
 NDJSON = "application/x-ndjson"
 
 
@@ -253,3 +254,19 @@ def test_a_stream_from_http_through_normalize_into_ferretdb(tmp_path: Path, mong
         cli("undeploy", stream)
         client.drop_database(database)
         client.close()
+
+
+def test_deploying_an_http_source_without_a_token_fails_at_once_with_its_reason(tmp_path: Path,
+                                                                                mongo_uri: str) -> None:
+    cli = Cli(tmp_path, mongo_uri)
+    cli.env.pop("TUNEFLOW_HTTP_TOKENS", None)
+    cli.env["TUNEFLOW_READY_TIMEOUT_S"] = "120"
+    stream = unique_name("thn")
+    started = time.monotonic()
+    failed = cli("create", stream, "--definition", f"http --port={free_port()} | log", "--deploy")
+    assert failed.returncode == 3, failed.stderr
+    assert time.monotonic() - started < 120  # the wait ended when the instance exited, not at the timeout
+    assert "http-0 exited before it became ready" in failed.stderr
+    assert "the http source has no token: give --token-file or set TUNEFLOW_HTTP_TOKENS" in failed.stderr
+    assert [r["status"] for r in cli.json("history", stream)] == ["failed"]
+    cli.ok("destroy", stream)
