@@ -115,6 +115,8 @@ def run(service: StreamService, name: str, port_file: Path | None = None) -> int
             scaler.tick(time.monotonic())
         except TuneflowError as exc:  # a service down, a deploy in progress: try again next tick
             log.warning("stream %s: no decision this time: %s", name, exc)
+        except Exception:  # the state busy, a broker hiccup: the autoscaler must outlive it, so log and go on
+            log.exception("stream %s: no decision this time", name)
         stop.wait(TICK_S)
     server.shutdown()
     return 0

@@ -4,6 +4,7 @@ backlog is gone; every record arrives, and each decision is in the stream's hist
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import urllib.request
@@ -54,7 +55,8 @@ def test_a_load_step_scales_a_slow_processor_out_and_back_in(tmp_path: Path, kaf
         wait_for(lambda: any(c.startswith("autoscale slow 1 → 3") for c in _causes(cli, stream)), 90,
                  "the autoscaler to scale slow from 1 to 3 instances")
         wait_for(lambda: _instances(cli, stream, "slow") == 3, 60, "three slow instances up")
-        wait_for(lambda: any(c.startswith("autoscale slow 3 → 1") for c in _causes(cli, stream)), 120,
+        # Back down to 1: in one step, or through 2 when a reading catches the backlog half drained.
+        wait_for(lambda: any(re.match(r"autoscale slow [23] → 1:", c) for c in _causes(cli, stream)), 120,
                  "the autoscaler to scale slow back to 1 once the backlog is gone")
         wait_for(lambda: _instances(cli, stream, "slow") == 1, 60, "one slow instance again")
 
@@ -70,6 +72,9 @@ def test_a_load_step_scales_a_slow_processor_out_and_back_in(tmp_path: Path, kaf
         history: list[dict[str, Any]] = cli.json("history", stream)
         causes = [r["cause"] for r in history if r["cause"]]
         assert all("lag" in cause and "partitions" in cause for cause in causes), causes
+    except AssertionError:
+        print((home / "streams" / stream / "autoscaler.log").read_text()[-4000:])
+        raise
     finally:
         cli("undeploy", stream)
     assert LocalDeployer(home).autoscaler(stream) is None
