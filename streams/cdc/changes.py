@@ -103,6 +103,10 @@ class ChangeAssembler:
     _tx: _Transaction | None = None
     _held: Change | None = None
 
+    @property
+    def mid_transaction(self) -> bool:
+        return self._tx is not None or self._held is not None
+
     def feed(self, message: Message) -> list[Change | TransactionEnd]:
         if isinstance(message, Begin):
             self._tx = _Transaction(message)
@@ -142,8 +146,8 @@ class ChangeAssembler:
             after, unchanged = table.row(message.new)
             return [Change("c", table.name, table.key_of(after), None, after, lsn, xid, ts, unchanged)]
         if isinstance(message, Delete):
-            before = self._old(table, message.old, message.old_is_key_only)
-            return [Change("d", table.name, table.key_of(before), before, None, lsn, xid, ts)]
+            old = self._old(table, message.old, message.old_is_key_only)
+            return [Change("d", table.name, table.key_of(old), old, None, lsn, xid, ts)]
         before = None if message.old is None else self._old(table, message.old, message.old_is_key_only)
         after, unchanged = table.row(message.new)
         if unchanged and before is not None and not message.old_is_key_only:

@@ -8,6 +8,7 @@ Reference: https://www.postgresql.org/docs/15/protocol-logicalrep-message-format
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -147,7 +148,7 @@ def decode(payload: bytes | bytearray | memoryview) -> Message:
         decoder = _DECODERS.get(kind)
         if decoder is None:
             raise PgOutputError(f"unknown pgoutput message kind {chr(kind)!r}")
-        message = decoder(reader)
+        message: Message = decoder(reader)
     except (struct.error, IndexError, UnicodeDecodeError) as exc:
         raise PgOutputError(f"malformed pgoutput message {bytes(payload[:1])!r}: {exc}") from None
     if reader.offset != len(reader.data):
@@ -292,7 +293,7 @@ def _expect(r: _Reader, marker: bytes) -> None:
         raise PgOutputError(f"expected {marker.decode()!r}, found {chr(found)!r}")
 
 
-_DECODERS = {
+_DECODERS: dict[int, Callable[[_Reader], Message]] = {
     ord("B"): _begin,
     ord("C"): _commit,
     ord("O"): _origin,
