@@ -22,6 +22,7 @@ from streams.catalog.dburl import to_sqlalchemy_url
 from streams.catalog.generator import generate_catalog
 from streams.catalog.legacy import create_legacy_schema
 from streams.records import TX_ID_HEADER, TX_LAST_HEADER, TX_SEQ_HEADER, VERSION_HEADER
+from streams.runtime.metrics import metric_sum
 from streams.serde import canonical_json, dumps
 from tests.integration.pipeline import create_topic, read_topic
 from tests.integration.processes import AppProcess, wait_for
@@ -298,3 +299,19 @@ def test_a_wrong_password_is_refused_without_showing_it(database: str, kafka_boo
     assert process.proc.wait(60) != 0
     log = process.log_path.read_text()
     assert "password authentication failed" in log and secret not in log
+
+
+def test_a_quiet_database_does_not_pin_wal_that_others_write(database: str, postgres_url: str,
+                                                             kafka_bootstrap: str, tmp_path: Path) -> None:
+    process = source(database, unique_name("tfcdc"), tmp_path, "quiet").start()
+    try:
+        process.wait_ready()
+        with connect(postgres_url) as cursor:  # WAL written elsewhere on the server, none in this database
+            cursor.execute("SELECT pg_logical_emit_message(false, 'tuneflow-test', repeat('x', 200000))")
+            cursor.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")
+            written_to = int(cursor.fetchone()[0])
+        wait_for(lambda: confirmed_past(database, written_to - 1), 30, "the slot to move past others' WAL", process)
+        wait_for(lambda: metric_sum(process.metrics(), "tuneflow_cdc_retained_wal_bytes") > 0, 15,
+                 "the retained WAL measured", process)
+    finally:
+        process.stop()
