@@ -315,3 +315,17 @@ def test_a_quiet_database_does_not_pin_wal_that_others_write(database: str, post
                  "the retained WAL measured", process)
     finally:
         process.stop()
+
+
+def test_table_names_are_checked_against_the_schema_before_anything_is_created(database: str,
+                                                                               tmp_path: Path) -> None:
+    process = AppProcess(["cdc-postgres", "--stream", unique_name("tfcdc"), "--",
+                          f"--url={database}", '--tables=track,"track; DROP TABLE artist"'], tmp_path, "typo").start()
+    assert process.proc is not None
+    assert process.proc.wait(60) != 0
+    log = process.log_path.read_text()
+    assert 'no such table: "track; DROP TABLE artist" (tables here: album, album_artist, artist' in log
+    with connect(database) as cursor:
+        cursor.execute("SELECT (SELECT count(*) FROM pg_replication_slots WHERE database = current_database()), "
+                       "(SELECT count(*) FROM pg_publication), to_regclass('artist') IS NOT NULL")
+        assert cursor.fetchone() == (0, 0, True)
