@@ -23,8 +23,8 @@ from streams.cdc.pgoutput import Relation, decode, lsn_text
 from streams.errors import ConfigError, TransientError
 from streams.records import Record
 
-# Text output the decoder reads exactly whatever the server's defaults are.
 INSUFFICIENT_PRIVILEGE = "42501"
+# Text output the decoder reads exactly, whatever the server's defaults are.
 SESSION = "-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres -c bytea_output=hex -c extra_float_digits=3"
 
 
