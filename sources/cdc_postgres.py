@@ -5,11 +5,14 @@ holds, unchanged TOAST columns included, is in `streams/cdc/changes.py`), keyed 
 `tf-version` (the commit LSN), `tf-tx-id`, `tf-tx-seq` and `tf-tx-last`. The slot's position moves only past
 transactions whose every change Kafka acknowledged, so a restart or a `kill -9` resumes where the durable output
 ends: nothing lost, and duplicates only of what was unconfirmed. The slot outlives the stream: drop it when done.
+`--snapshot=initial` first emits every row (`op=r`, versioned with the slot's snapshot LSN, so version-guarded sinks
+converge whatever the interleaving with live changes), with its progress in `<stream>.<label>.snapshot`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 from pydantic import Field
 
@@ -18,6 +21,7 @@ from streams.catalog.legacy import metadata
 from streams.cdc.metrics import CdcMetrics
 from streams.cdc.pgslot import default_slot_name
 from streams.cdc.postgres import CaptureSettings, PostgresCapture
+from streams.cdc.progress import SnapshotProgressStore
 from streams.records import Record
 
 
@@ -29,6 +33,10 @@ class CdcPostgresOptions(AppOptions):
                                                                         "[default: the legacy catalog's].")
     slot_name: str | None = Field(default=None, description="Replication slot [default: tuneflow_<stream>_<app>].")
     publication: str | None = Field(default=None, description="Publication [default: the slot's name].")
+    snapshot: Literal["initial", "never"] = Field(default="never", description="initial: first read every table "
+                                                  "(key-ordered chunks, op=r, versioned with the slot's snapshot "
+                                                  "LSN), once per slot, resuming after its last durable chunk.")
+    snapshot_chunk: int = Field(default=5000, ge=1, le=100_000, description="Most rows per snapshot chunk.")
     heartbeat_s: float = Field(default=10.0, gt=0, description="How often to confirm progress (also through quiet "
                                                                "stretches, so the slot does not pin WAL) and "
                                                                "measure the retained WAL.")
@@ -45,9 +53,12 @@ class CdcPostgresSource(SourceApp[CdcPostgresOptions]):
         slot = options.slot_name or default_slot_name(ctx.stream, ctx.label)
         settings = CaptureSettings(url=options.url, tables=[t for t in options.tables.split(",") if t.strip()],
                                    slot=slot, publication=options.publication or slot,
-                                   heartbeat_s=options.heartbeat_s)
+                                   heartbeat_s=options.heartbeat_s, snapshot=options.snapshot == "initial",
+                                   snapshot_chunk=options.snapshot_chunk)
         metrics = CdcMetrics(ctx.metrics.registry, ctx.stream, ctx.label, ctx.instance)
-        self._capture = PostgresCapture(settings, metrics, ctx.log)
+        progress = SnapshotProgressStore(ctx.binder, f"{ctx.stream}.{ctx.label}.snapshot") \
+            if settings.snapshot else None
+        self._capture = PostgresCapture(settings, metrics, ctx.log, progress)
         self._capture.start()
 
     def poll(self, max_records: int, timeout_s: float) -> list[Record]:

@@ -34,7 +34,7 @@ from streams.cdc.pgoutput import (
 )
 from streams.cdc.pgtypes import Converter, converter
 
-Op = Literal["c", "u", "d", "t"]
+Op = Literal["c", "u", "d", "t", "r"]  # r: a row read by the initial snapshot
 Row = dict[str, Any]
 KeyResolver = Callable[[Relation], Sequence[str]]
 

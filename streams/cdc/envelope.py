@@ -29,16 +29,16 @@ class RowChange(Protocol):
 
 
 def change_record(change: RowChange, version: int, source: dict[str, Any]) -> Record:
-    """`source` says where the change comes from (log position, transaction id, commit time)."""
+    """`source` says where the change comes from (log position, transaction id, commit time; no transaction id for
+    a snapshot row)."""
     value: dict[str, Any] = {"op": change.op, "table": change.table, "key": change.key, "before": change.before,
                              "after": change.after, "source": source}
     if change.unchanged:
         value["unchanged"] = list(change.unchanged)
-    headers = {
-        VERSION_HEADER: str(version).encode(),
-        TX_ID_HEADER: str(source["txid"]).encode(),
-        TX_SEQ_HEADER: str(change.seq).encode(),
-    }
-    if change.last:
-        headers[TX_LAST_HEADER] = b"1"
+    headers = {VERSION_HEADER: str(version).encode()}
+    if source.get("txid") is not None:  # snapshot rows belong to no transaction
+        headers[TX_ID_HEADER] = str(source["txid"]).encode()
+        headers[TX_SEQ_HEADER] = str(change.seq).encode()
+        if change.last:
+            headers[TX_LAST_HEADER] = b"1"
     return Record(key=dumps({"table": change.table, "key": change.key}), value=dumps(value), headers=headers)

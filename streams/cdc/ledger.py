@@ -21,6 +21,14 @@ class AckLedger:
         """Everything emitted is durable and no transaction end waits: the source may confirm what it has seen."""
         return self._acked >= self._emitted and not self._ends
 
+    @property
+    def emitted_count(self) -> int:
+        return self._emitted
+
+    @property
+    def acked_count(self) -> int:
+        return self._acked
+
     def emitted(self, count: int = 1) -> None:
         self._emitted += count
 

@@ -12,6 +12,7 @@ from psycopg2 import sql  # type: ignore[import-untyped]
 from sqlalchemy.engine import make_url
 
 from streams.catalog.dburl import to_sqlalchemy_url
+from streams.cdc.pgoutput import parse_lsn
 from streams.errors import ConfigError
 
 PLUGIN = "pgoutput"
@@ -78,20 +79,33 @@ def ensure_publication(cursor: Any, publication: str, tables: Sequence[TableName
     return missing
 
 
-def ensure_slot(cursor: Any, slot: str) -> bool:
-    """Create the logical slot (pgoutput) unless it exists; True when created. A slot of another plugin or
-    database is a ConfigError: reusing it would read someone else's changes."""
+def slot_exists(cursor: Any, slot: str) -> bool:
+    """Whether the slot exists; a slot of another plugin or database is a ConfigError: reusing it would read
+    someone else's changes."""
     cursor.execute("SELECT plugin, database = current_database() FROM pg_replication_slots WHERE slot_name = %s",
                    (slot,))
     row = cursor.fetchone()
-    if row is not None:
-        plugin, here = row
-        if plugin != PLUGIN or not here:
-            raise ConfigError(f"replication slot {slot!r} exists for plugin {plugin!r} in another database or "
-                              f"of another plugin; choose another --slot")
+    if row is None:
         return False
-    cursor.execute("SELECT pg_create_logical_replication_slot(%s, %s)", (slot, PLUGIN))
+    plugin, here = row
+    if plugin != PLUGIN or not here:
+        raise ConfigError(f"replication slot {slot!r} exists for plugin {plugin!r} in another database or "
+                          f"of another plugin; choose another --slot-name")
     return True
+
+
+def create_slot(cursor: Any, slot: str) -> None:
+    cursor.execute("SELECT pg_create_logical_replication_slot(%s, %s)", (slot, PLUGIN))
+
+
+def create_slot_exporting_snapshot(replication_cursor: Any, slot: str, temporary: bool = False) -> tuple[int, str]:
+    """Create a slot on a replication connection and export the snapshot it starts at: its consistent LSN and the
+    snapshot's name, importable (SET TRANSACTION SNAPSHOT) until that connection runs another command."""
+    statement = sql.SQL("CREATE_REPLICATION_SLOT {} {} {} EXPORT_SNAPSHOT").format(
+        sql.Identifier(slot), sql.SQL("TEMPORARY LOGICAL" if temporary else "LOGICAL"), sql.Identifier(PLUGIN))
+    replication_cursor.execute(statement)
+    _, consistent_point, snapshot_name, _ = replication_cursor.fetchone()
+    return parse_lsn(consistent_point), snapshot_name
 
 
 def drop_capture(cursor: Any, slot: str, publication: str) -> None:

@@ -21,7 +21,7 @@ Converter = Callable[[str], Any]
 
 
 def _bool(text: str) -> bool:
-    return text == "t"
+    return text in ("t", "true")  # the type's output, or a `::text` cast's (the snapshot reads those)
 
 
 def _bytea(text: str) -> bytes:

@@ -20,6 +20,9 @@ from streams.cdc.envelope import change_record
 from streams.cdc.ledger import AckLedger
 from streams.cdc.metrics import CdcMetrics
 from streams.cdc.pgoutput import Relation, decode, lsn_text
+from streams.cdc.pgsnapshot import InitialSnapshot
+from streams.cdc.progress import SnapshotProgressStore
+from streams.cdc.snapshot import TablePlan, plan_tables
 from streams.errors import ConfigError, TransientError
 from streams.records import Record
 
@@ -35,10 +38,13 @@ class CaptureSettings:
     slot: str
     publication: str
     heartbeat_s: float
+    snapshot: bool = False  # read the tables first (`--snapshot=initial`), resumably, once per slot
+    snapshot_chunk: int = 5000
 
 
 class PostgresCapture:
-    def __init__(self, settings: CaptureSettings, metrics: CdcMetrics, log: Any) -> None:
+    def __init__(self, settings: CaptureSettings, metrics: CdcMetrics, log: Any,
+                 progress: SnapshotProgressStore | None = None) -> None:
         self.settings = settings
         self.metrics = metrics
         self.log = log
@@ -51,40 +57,66 @@ class PostgresCapture:
         self._cursor: Any = None
         self._assembler = ChangeAssembler(self._primary_key)
         self._last_beat = 0.0
+        self._progress = progress
+        self._snapshot: InitialSnapshot | None = None
 
     # -- setup -----------------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Check the tables, create the publication and slot if absent, and start streaming from the slot."""
+        """Check the tables, create the publication and slot if absent, then read the initial snapshot if one is
+        due, or else stream from the slot. The snapshot comes first and the stream after it (from the slot's
+        position, which the snapshot does not move), so each row's snapshot record precedes its changes."""
         with self._errors("prepare capture from"):
             self._connect_control()
             with self._control.cursor() as cursor:
                 tables = pgslot.resolve_tables(cursor, self.settings.tables)
                 added = pgslot.ensure_publication(cursor, self.settings.publication, tables)
-                created = pgslot.ensure_slot(cursor, self.settings.slot)
+                exists = pgslot.slot_exists(cursor, self.settings.slot)
+                plans = plan_tables(cursor, tables) if self.settings.snapshot else []
         if added:
             self.log.info("publication %s now publishes %s", self.settings.publication, ", ".join(map(str, added)))
+        state = self._progress.load() if self._progress is not None and self.settings.snapshot else None
+        if not exists:
+            state = None  # a new slot starts a new history: whatever an earlier snapshot read is not continued
+        self._ledger.forget_outstanding()
+        with self._errors("prepare capture from"):
+            if self.settings.snapshot and not (state and state.get("done")):
+                self._begin_snapshot(exists, plans, state)
+            else:
+                if not exists:
+                    with self._control.cursor() as cursor:
+                        pgslot.create_slot(cursor, self.settings.slot)
+                self._start_streaming()
         self.log.info("%s replication slot %s (publication %s, tables %s); drop it when the stream is gone: "
-                      "SELECT pg_drop_replication_slot('%s')", "created" if created else "resuming from",
+                      "SELECT pg_drop_replication_slot('%s')", "resuming from" if exists else "created",
                       self.settings.slot, self.settings.publication, ", ".join(map(str, tables)), self.settings.slot)
-        self._open_stream()
+
+    def _begin_snapshot(self, slot_exists: bool, plans: list[TablePlan], state: dict[str, Any] | None) -> None:
+        """A new slot exports the snapshot it starts at; an existing one (the snapshot was interrupted) gets a
+        temporary slot's, so the rows still to read carry the exact LSN they were read at."""
+        assert self._progress is not None
+        self._snapshot = InitialSnapshot(self._args, self._progress, self.metrics, self.log)
+        exporter = psycopg2.connect(**self._args, connection_factory=psycopg2.extras.LogicalReplicationConnection)
+        try:
+            slot = pgslot.default_slot_name(self.settings.slot, "snapshot") if slot_exists else self.settings.slot
+            version, name = pgslot.create_slot_exporting_snapshot(exporter.cursor(), slot, temporary=slot_exists)
+            self._snapshot.begin(name, version, plans, state)
+        finally:
+            exporter.close()  # the imported snapshot lives on in the reader's transaction (a temporary slot goes)
+
+    def _start_streaming(self) -> None:
+        self._stream = psycopg2.connect(**self._args, options=SESSION, application_name="tuneflow-cdc",
+                                        connection_factory=psycopg2.extras.LogicalReplicationConnection)
+        self._cursor = self._stream.cursor()
+        self._cursor.start_replication(slot_name=self.settings.slot, decode=False, options={
+            "proto_version": "1", "publication_names": self.settings.publication})
+        self._assembler = ChangeAssembler(self._primary_key)
+        self._last_beat = 0.0
 
     def _connect_control(self) -> None:
         if self._control is None:
             self._control = psycopg2.connect(**self._args, application_name="tuneflow-cdc-control")
             self._control.autocommit = True
-
-    def _open_stream(self) -> None:
-        with self._errors("stream changes from"):
-            self._connect_control()
-            self._stream = psycopg2.connect(**self._args, options=SESSION, application_name="tuneflow-cdc",
-                                            connection_factory=psycopg2.extras.LogicalReplicationConnection)
-            self._cursor = self._stream.cursor()
-            self._cursor.start_replication(slot_name=self.settings.slot, decode=False, options={
-                "proto_version": "1", "publication_names": self.settings.publication})
-        self._assembler = ChangeAssembler(self._primary_key)
-        self._ledger.forget_outstanding()
-        self._last_beat = 0.0
 
     def _primary_key(self, relation: Relation) -> list[str]:
         if relation.relation_id not in self._keys:
@@ -96,11 +128,21 @@ class PostgresCapture:
 
     def poll(self, max_records: int, timeout_s: float) -> list[Record]:
         """Changes as they arrive: returns once it has some and the server has no more at hand, or at the timeout."""
-        if self._cursor is None:
-            self._open_stream()
+        if self._control is None:
+            self.start()  # after a lost connection: resume from the slot (and the snapshot's saved progress)
+        snapshot = self._snapshot
+        if snapshot is not None and snapshot.reading:
+            with self._errors("read the initial snapshot from", reconnect=True):
+                rows = snapshot.read(min(self.settings.snapshot_chunk, max_records), self._ledger.emitted_count)
+                self._ledger.emitted(len(rows))
+                snapshot.acked(self._ledger.acked_count)  # an empty last chunk is durable at once
+                self._beat()
+            return rows
         deadline = time.monotonic() + timeout_s
         records: list[Record] = []
         with self._errors("stream changes from", reconnect=True):
+            if self._cursor is None:
+                self._start_streaming()
             while len(records) < max_records:
                 message = self._cursor.read_message()
                 if message is not None:
@@ -127,6 +169,8 @@ class PostgresCapture:
         """`count` more records are durable downstream: confirm every transaction they complete."""
         before = self._ledger.confirmed
         self._ledger.acked(count)
+        if self._snapshot is not None:
+            self._snapshot.acked(self._ledger.acked_count)
         if self._ledger.confirmed > before and self._cursor is not None:
             try:
                 self._confirm(reply=False)
@@ -140,9 +184,10 @@ class PostgresCapture:
         if now - self._last_beat < self.settings.heartbeat_s:
             return
         self._last_beat = now
-        if not self._assembler.mid_transaction:
-            self._ledger.advance_idle(self._cursor.wal_end)
-        self._confirm(reply=True)
+        if self._cursor is not None:
+            if not self._assembler.mid_transaction:
+                self._ledger.advance_idle(self._cursor.wal_end)
+            self._confirm(reply=True)
         with self._control.cursor() as cursor:
             retained = pgslot.retained_wal_bytes(cursor, self.settings.slot)
         if retained is not None:
@@ -175,6 +220,9 @@ class PostgresCapture:
             raise TransientError(f"cannot {doing} {self._where}: {reason}") from None
 
     def close(self) -> None:
+        if self._snapshot is not None:
+            self._snapshot.close()
+            self._snapshot = None
         for connection in (self._stream, self._control):
             if connection is not None:
                 with contextlib.suppress(psycopg2.Error):

@@ -152,6 +152,8 @@ def test_a_change_of_an_undescribed_relation_is_refused() -> None:
     (1009, '{{"x,y",z},{NULL,"\\\\"}}', [["x,y", "z"], [None, "\\"]]),
     (1007, "[0:1]={5,6}", [5, 6]),
     (1007, "{}", []),
+    (16, "true", True),
+    (16, "f", False),
     (1185, '{"2024-01-01 00:00:00+00"}', [datetime(2024, 1, 1, tzinfo=UTC)]),
 ])
 def test_text_values_convert_by_type(oid: int, text: str, value: object) -> None:
