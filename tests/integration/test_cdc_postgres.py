@@ -403,3 +403,36 @@ def test_an_interrupted_initial_snapshot_resumes_and_converges_with_live_changes
     messages = read_topic(kafka_bootstrap, topic)
     assert sum(b'"op":"r"' in v for _, v, _ in messages) == snapshot_rows
     assert checksums(guarded_replay(messages)) == checksums(table_rows(database))
+
+
+def test_the_password_appears_in_no_log_metric_or_record(database: str, kafka_bootstrap: str,
+                                                         tmp_path: Path) -> None:
+    role, secret = unique_name("tf_cdc_role"), "pw-" + unique_name("s3cr3t")
+    stream = unique_name("tfcdc")
+    with connect(database) as cursor:
+        cursor.execute(f'CREATE ROLE "{role}" LOGIN REPLICATION PASSWORD %s', (secret,))
+        cursor.execute(f'CREATE PUBLICATION "{stream}" FOR TABLE genre')  # a role that owns no table can use it
+    try:
+        base, _, rest = database.partition("://")
+        url = f"{base}://{role}:{secret}@{rest.partition('@')[2]}"
+        process = AppProcess(["cdc-postgres", "--stream", stream, "--label", "cdc", "--log-level", "DEBUG", "--",
+                              f"--url={url}", "--tables=genre", f"--publication={stream}", "--heartbeat-s=1"],
+                             tmp_path, "secret").start()
+        try:
+            process.wait_ready()
+            with connect(database) as cursor:
+                cursor.execute("INSERT INTO genre VALUES (1, 'Jazz') RETURNING "
+                               "pg_current_xact_id()::text::bigint % 4294967296")
+                xid = cursor.fetchone()[0]
+            wait_for(lambda: delivered(kafka_bootstrap, f"{stream}.cdc", xid), 60, "the change in Kafka", process)
+            metrics = process.metrics()
+        finally:
+            process.stop()
+        outputs = [process.log_path.read_text(), metrics,
+                   *(v.decode() for _, v, _ in read_topic(kafka_bootstrap, f"{stream}.cdc"))]
+        assert "Jazz" in outputs[-1] and all(secret not in text for text in outputs)
+    finally:
+        with connect(database) as cursor:
+            cursor.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                           "WHERE database = current_database()")
+            cursor.execute(f'DROP ROLE "{role}"')
