@@ -127,7 +127,8 @@ class PostgresCapture:
     # -- streaming -------------------------------------------------------------------------------------------
 
     def poll(self, max_records: int, timeout_s: float) -> list[Record]:
-        """Changes as they arrive: returns once it has some and the server has no more at hand, or at the timeout."""
+        """A chunk of the initial snapshot while one is being read; then changes as they arrive: returns once it has
+        some and the server has no more at hand, or at the timeout."""
         if self._control is None:
             self.start()  # after a lost connection: resume from the slot (and the snapshot's saved progress)
         snapshot = self._snapshot
