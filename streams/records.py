@@ -8,6 +8,10 @@ from typing import Any
 Headers = dict[str, bytes]
 
 VERSION_HEADER = "tf-version"
+# A change captured from a database log: its transaction, its place in it from 1, and "1" on the transaction's last.
+TX_ID_HEADER = "tf-tx-id"
+TX_SEQ_HEADER = "tf-tx-seq"
+TX_LAST_HEADER = "tf-tx-last"
 ERROR_HEADER = "tf-error"
 ERROR_REASONS_HEADER = "tf-error-reasons"
 ORIGIN_TOPIC_HEADER = "tf-origin-topic"

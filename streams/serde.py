@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections.abc import Iterable
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -22,7 +24,16 @@ def to_plain(value: BaseModel | dict[str, Any]) -> dict[str, Any]:
 def dumps(value: Any) -> bytes:
     if isinstance(value, BaseModel):
         return value.model_dump_json(by_alias=True).encode()
-    return orjson.dumps(value, option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC)
+    return orjson.dumps(value, default=_exact, option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC)
+
+
+def _exact(value: Any) -> Any:
+    """What JSON has no type for, written without loss: decimals as their digits, bytes as base64."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(value).decode()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def loads(data: bytes | bytearray | memoryview | str) -> Any:

@@ -1,0 +1,1 @@
+"""Change-data-capture machinery under the `cdc-postgres` (and `cdc-mysql`) sources."""
