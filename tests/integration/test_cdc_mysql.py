@@ -260,10 +260,22 @@ def test_the_topic_replays_into_the_tables_through_two_kills(database: str, kafk
             cursor.execute("SELECT @@last_gtid")
             last = cursor.fetchone()[0]
         wait_for(lambda: delivered(kafka_bootstrap, topic, last), 60, "every change in Kafka", process)
+
+        # Undeploy and deploy again (SIGTERM, then a new process): it resumes exactly where it stopped.
+        assert process.stop() == 0
+        before_redeploy = len(read_topic(kafka_bootstrap, topic))
+        process = source(database, stream, tmp_path, "cdc-redeployed").start()
+        process.wait_ready()
+        with connect(database) as cursor:
+            cursor.execute("UPDATE genre SET name = 'Pansori 판소리 🪘' WHERE genre_id = 9999")
+            cursor.execute("SELECT @@last_gtid")
+            after_redeploy = cursor.fetchone()[0]
+        wait_for(lambda: delivered(kafka_bootstrap, topic, after_redeploy), 60, "the change after redeploy", process)
     finally:
         process.stop()
 
     messages = read_topic(kafka_bootstrap, topic)
+    assert len(messages) == before_redeploy + 1  # nothing read twice across a graceful stop
     expected = table_rows(database)
     assert checksums(replay(messages)) == checksums(expected)
     assert {table for table, _ in expected} == set(TABLES)
