@@ -182,7 +182,7 @@ class MysqlCapture:
                 booleans.setdefault(table, set()).add(column)
             if str(data_type).lower() == "json" or (table, column) in json_columns:
                 jsons.setdefault(table, set()).add(column)
-        return {t: TableShape(t, tuple(keys.get(t) or names.get(t, ())), frozenset(booleans.get(t, ())),
+        return {t: TableShape(t, tuple(keys.get(t) or names.get(t) or ()), frozenset(booleans.get(t, ())),
                               frozenset(jsons.get(t, ()))) for t in tables}
 
     def _mariadb_json_columns(self, cursor: Any, tables: Sequence[str]) -> set[tuple[str, str]]:
@@ -255,12 +255,13 @@ class MysqlCapture:
         if isinstance(event, GtidEvent | MariadbGtidEvent):
             self._after_gtid = True
             return [TxBegin(file, pos, str(event.gtid), event.timestamp)]
-        if isinstance(event, WriteRowsEvent | DeleteRowsEvent | UpdateRowsEvent):
-            kind = "insert" if isinstance(event, WriteRowsEvent) else \
-                "delete" if isinstance(event, DeleteRowsEvent) else "update"
-            rows = [(r["before_values"], r["after_values"]) for r in event.rows] if kind == "update" \
-                else [r["values"] for r in event.rows]
-            return [RowsEvent(kind, event.schema, event.table, rows)]
+        if isinstance(event, WriteRowsEvent):
+            return [RowsEvent("insert", event.schema, event.table, [r["values"] for r in event.rows])]
+        if isinstance(event, DeleteRowsEvent):
+            return [RowsEvent("delete", event.schema, event.table, [r["values"] for r in event.rows])]
+        if isinstance(event, UpdateRowsEvent):
+            return [RowsEvent("update", event.schema, event.table,
+                              [(r["before_values"], r["after_values"]) for r in event.rows])]
         if isinstance(event, XidEvent):
             self._after_gtid = False
             return [TxCommit(file, pos)]
