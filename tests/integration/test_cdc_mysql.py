@@ -27,7 +27,7 @@ from streams.cdc.binlog import position_number
 from streams.cdc.mysql import _Connection
 from streams.records import TX_ID_HEADER, TX_LAST_HEADER, TX_SEQ_HEADER, VERSION_HEADER
 from streams.serde import canonical_json, dumps
-from tests.integration.pipeline import create_topic, read_topic
+from tests.integration.pipeline import create_topic, produce, read_topic
 from tests.integration.processes import AppProcess, wait_for
 from tests.integration.services import scratch_database, service_url, unique_name
 
@@ -326,3 +326,35 @@ def test_table_names_are_checked_against_the_schema(database: str, tmp_path: Pat
     with connect(database) as cursor:
         cursor.execute("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE()")
         assert cursor.fetchone() == (7,)
+
+
+def test_a_quiet_database_still_moves_its_position_past_what_others_write(database: str, kafka_bootstrap: str,
+                                                                           tmp_path: Path) -> None:
+    stream = unique_name("tfcdcm")
+    process = source(database, stream, tmp_path, "quiet").start()
+    try:
+        process.wait_ready()
+        first = saved_position(kafka_bootstrap, stream)
+        with scratch_database(service_url("mariadb"), prefix="tf_cdc_other") as other, connect(other) as cursor:
+            cursor.execute("CREATE TABLE busy (id INT PRIMARY KEY)")
+            cursor.execute("INSERT INTO busy VALUES (1), (2), (3)")
+            cursor.execute("SHOW MASTER STATUS")
+            file, pos = cursor.fetchone()[:2]
+        wait_for(lambda: saved_position(kafka_bootstrap, stream) >= position_number(file, pos), 30,
+                 "the position to move past others' binlog", process)
+        assert saved_position(kafka_bootstrap, stream) > first
+        assert read_topic(kafka_bootstrap, f"{stream}.cdc") == []
+    finally:
+        process.stop()
+
+
+def test_a_position_the_server_no_longer_has_is_refused_with_the_reason(database: str, kafka_bootstrap: str,
+                                                                        tmp_path: Path) -> None:
+    stream = unique_name("tfcdcm")
+    produce(kafka_bootstrap, f"{stream}.cdc.offsets",
+            [(b"position", orjson.dumps({"file": "binlog.999999", "pos": 4, "gtid": None}), None)])
+    process = source(database, stream, tmp_path, "purged").start()
+    assert process.proc is not None
+    assert process.proc.wait(60) != 0
+    log = process.log_path.read_text()
+    assert "binlog.999999:4" in log and "The server no longer has that binlog" in log
