@@ -293,11 +293,13 @@ class MysqlCapture:
     def ack(self, count: int) -> None:
         """`count` more records are durable downstream: the transactions they complete may be skipped on restart."""
         self._ledger.acked(count)
-        self._save_settled()
+        self._save_settled(every_s=0.0)
 
-    def _save_settled(self, force: bool = False) -> None:
-        """Write the confirmed position, at most once a second (a kill loses at most that second of progress:
-        those changes come again, as duplicates)."""
+    def _save_settled(self, every_s: float = SAVE_EVERY_S, force: bool = False) -> None:
+        """Write the confirmed position: after every acknowledged batch (it reaches Kafka within the producer's
+        linger, so a kill re-reads what was not acknowledged and at most the batch whose position was in flight),
+        and at most every `every_s` while only other databases' transactions move it (re-reading those costs no
+        duplicates). `force` waits until Kafka has it (on close)."""
         confirmed = self._ledger.confirmed
         settled = [n for n in self._ends if n <= confirmed]
         if settled:
@@ -308,7 +310,7 @@ class MysqlCapture:
         if confirmed <= self._saved:
             return
         now = time.monotonic()
-        if force or now - self._last_save >= SAVE_EVERY_S:
+        if force or now - self._last_save >= every_s:
             self.positions.save(self._position, flush=force)
             self._saved, self._last_save = confirmed, now
 
