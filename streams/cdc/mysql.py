@@ -267,13 +267,15 @@ class MysqlCapture:
             return [TxCommit(file, pos)]
         if isinstance(event, QueryEvent):
             query = event.query if isinstance(event.query, str) else event.query.decode(errors="replace")
-            word = query.strip().upper()
+            word = " ".join(query.split()[:2]).upper()
             if word == "BEGIN":
                 begin = not self._after_gtid
                 self._after_gtid = False
                 return [TxBegin(file, pos, None, event.timestamp)] if begin else []
-            if word == "COMMIT":  # a transaction of a non-transactional engine
+            if word in ("COMMIT", "ROLLBACK"):  # a transaction that wrote to a non-transactional engine
                 return [TxCommit(file, pos)]
+            if word.startswith(("SAVEPOINT", "ROLLBACK TO", "RELEASE SAVEPOINT")):  # inside a transaction
+                return []
             self._after_gtid = False
             schema = event.schema.decode() if isinstance(event.schema, bytes) else str(event.schema or "")
             return [Statement(file, pos, schema, query, event.timestamp)]

@@ -116,6 +116,16 @@ class Writer(threading.Thread):
                     "tags": ["a", {"nested": [1, 2.5, None, True]}], "big": 12345678901234567}
             self.change(cursor, "UPDATE track SET meta = %s WHERE track_id = %s", (orjson.dumps(meta), row[0]))
 
+    def change_your_mind(self, cursor: Any) -> None:  # savepoints are logged inside the transaction
+        track, album = self.pick(cursor, "track", "track_id"), self.pick(cursor, "album", "album_id")
+        if track and album:
+            cursor.execute("SAVEPOINT first_thought")
+            cursor.execute("UPDATE track SET title = 'never seen' WHERE track_id = %s", track)
+            cursor.execute("ROLLBACK TO SAVEPOINT first_thought")
+            cursor.execute("SAVEPOINT second_thought")
+            self.change(cursor, "UPDATE album SET label = 'Second thought' WHERE album_id = %s", album)
+            cursor.execute("RELEASE SAVEPOINT second_thought")
+
     def relabel_album(self, cursor: Any) -> None:
         if row := self.pick(cursor, "album", "album_id"):
             self.change(cursor, "UPDATE album SET label = CONCAT('Label ', MD5(RAND())) WHERE album_id = %s", row)
@@ -152,8 +162,8 @@ class Writer(threading.Thread):
             for table in ("track_genre", "track_artist", "track"):
                 self.change(cursor, f"DELETE FROM {table} WHERE track_id = %s", row)
 
-    OPERATIONS = (retitle_track, retitle_track, tag_track, relabel_album, move_genre, change_role, add_artist,
-                  add_track, add_track, drop_credit, delete_track)
+    OPERATIONS = (retitle_track, retitle_track, tag_track, change_your_mind, relabel_album, move_genre, change_role,
+                  add_artist, add_track, add_track, drop_credit, delete_track)
 
 
 def source(url: str, stream: str, workdir: Path, name: str, *options: str) -> AppProcess:
@@ -305,6 +315,7 @@ def test_the_topic_replays_into_the_tables_through_two_kills(database: str, kafk
     assert sum(count - 1 for count in places.values()) <= KILLS * 2 * BATCH
     ops = Counter(orjson.loads(v)["op"] for _, v, _ in messages)
     assert ops["c"] > 1000 and ops["u"] > 300 and ops["d"] > 100 and ops["t"] == 1
+    assert not any(b"never seen" in v for _, v, _ in messages)  # rolled back to a savepoint
 
 
 def test_a_wrong_password_is_refused_without_showing_it(database: str, tmp_path: Path) -> None:
