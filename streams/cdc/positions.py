@@ -12,12 +12,21 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
 from streams.binders.base import Binder, InputBinding, OutputBinding
+from streams.binders.kafka import KafkaBinder
+from streams.binders.kafka_common import base_config, describe, error_of
 from streams.errors import TransientError
 from streams.records import Record
 from streams.serde import dumps, loads
 
 POSITION_KEY = b"position"
+# Only the last position counts: Kafka keeps one per key once a segment rolls (hourly), so a start reads at most an
+# hour of positions, however long the source has run.
+COMPACTED = {"cleanup.policy": "compact", "segment.ms": str(3_600_000), "min.cleanable.dirty.ratio": "0.1"}
 
 
 def positions_topic(stream: str, label: str) -> str:
@@ -32,6 +41,8 @@ class PositionStore:
 
     def load(self, timeout_s: float = 60.0) -> dict[str, Any] | None:
         """The last position written, or None when the source never ran."""
+        if isinstance(self.binder, KafkaBinder):
+            create_compacted(self.binder, self.topic)
         self.binder.ensure_topics([self.topic])
         reader: InputBinding = self.binder.input([self.topic], f"{self.topic}.reader", "positions")
         last: dict[str, Any] | None = None
@@ -62,3 +73,15 @@ class PositionStore:
             self._output.flush()
             self._output.close()
             self._output = None
+
+
+def create_compacted(binder: KafkaBinder, topic: str) -> None:
+    """Create `topic` compacted unless it exists (one partition: the positions keep their order)."""
+    admin = AdminClient(base_config(binder.bootstrap))
+    futures = admin.create_topics([NewTopic(topic, 1, binder.replication, config=COMPACTED)],
+                                  operation_timeout=binder.timeout_s, request_timeout=binder.timeout_s)
+    try:
+        futures[topic].result(binder.timeout_s + 5)
+    except KafkaException as exc:
+        if error_of(exc).code() != KafkaError.TOPIC_ALREADY_EXISTS:
+            raise TransientError(f"cannot create {topic!r}: {describe(exc)}") from None

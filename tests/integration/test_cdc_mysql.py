@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 import pymysql
 import pytest
+from confluent_kafka.admin import AdminClient, ConfigResource
 from sqlalchemy import create_engine
 
 from streams.catalog.dburl import to_sqlalchemy_url
@@ -316,6 +317,10 @@ def test_the_topic_replays_into_the_tables_through_two_kills(database: str, kafk
     ops = Counter(orjson.loads(v)["op"] for _, v, _ in messages)
     assert ops["c"] > 1000 and ops["u"] > 300 and ops["d"] > 100 and ops["t"] == 1
     assert not any(b"never seen" in v for _, v, _ in messages)  # rolled back to a savepoint
+    resource = ConfigResource("topic", f"{stream}.cdc.offsets")
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    described = admin.describe_configs([resource])[resource].result(30)
+    assert described["cleanup.policy"].value == "compact"  # only the last position is kept
 
 
 def test_a_wrong_password_is_refused_without_showing_it(database: str, tmp_path: Path) -> None:
