@@ -9,7 +9,8 @@ this module is tested without a server). What a change carries:
 - Values by the column's type as the schema declares it: `TINYINT(1)` a boolean, JSON columns as JSON (MariaDB keeps
   them as text, MySQL in binary: both come out the same), DECIMAL a `Decimal` (a string of its digits on the wire),
   DATETIME/TIMESTAMP exact to the microsecond (UTC, `Z`), DATE ISO, text as the server stored it (4-byte UTF-8
-  included), binary strings and BLOBs as bytes (base64 on the wire).
+  included), binary strings and BLOBs as bytes (base64 on the wire), TIME as `[-]HH:MM:SS[.ffffff]`, SET as a
+  sorted list, ENUM as its text.
 - `version` (header `tf-version`): `file sequence × 2^32 + position` of the end of the transaction's first event (its
   GTID event, or its `BEGIN` when the server writes no GTIDs). The binlog holds each transaction whole and in commit
   order, so a later transaction starts after an earlier one ends: the number grows with the commit order, is known
@@ -25,7 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import orjson
@@ -110,9 +111,19 @@ class TableShape:
     key: tuple[str, ...]
     booleans: frozenset[str] = frozenset()
     json: frozenset[str] = frozenset()
+    times: frozenset[str] = frozenset()  # TIME: a duration, written as MySQL writes it
+    sets: frozenset[str] = frozenset()  # SET: the members, sorted
 
     def row(self, values: Mapping[str, Any]) -> Row:
         row = dict(values)
+        for name in self.times:
+            value = row.get(name)
+            if isinstance(value, timedelta):
+                row[name] = time_text(value)
+        for name in self.sets:
+            value = row.get(name)
+            if isinstance(value, set | frozenset):
+                row[name] = sorted(value)
         for name in self.booleans:
             value = row.get(name)
             if value is not None:
@@ -125,6 +136,14 @@ class TableShape:
 
     def key_of(self, row: Row) -> Row:
         return {name: row.get(name) for name in self.key}
+
+
+def time_text(value: timedelta) -> str:
+    """A TIME value as MySQL writes it: `[-]HH:MM:SS[.ffffff]`, hours beyond 24 included."""
+    micros = abs(value // timedelta(microseconds=1))
+    seconds, fraction = divmod(micros, 1_000_000)
+    text = f"{'-' if value < timedelta(0) else ''}{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+    return f"{text}.{fraction:06d}" if fraction else text
 
 
 def json_value(value: Any) -> Any:

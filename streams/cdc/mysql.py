@@ -173,17 +173,20 @@ class MysqlCapture:
             for table, column in cursor.fetchall():
                 keys.setdefault(table, []).append(column)
             json_columns = self._mariadb_json_columns(cursor, tables)
-        booleans: dict[str, set[str]] = {}
-        jsons: dict[str, set[str]] = {}
+        kinds: dict[tuple[str, str], set[str]] = {}  # (table, kind) → columns
         names: dict[str, list[str]] = {}
         for table, column, column_type, data_type, _ in columns:
             names.setdefault(table, []).append(column)
-            if str(column_type).lower().startswith("tinyint(1)"):
-                booleans.setdefault(table, set()).add(column)
-            if str(data_type).lower() == "json" or (table, column) in json_columns:
-                jsons.setdefault(table, set()).add(column)
-        return {t: TableShape(t, tuple(keys.get(t) or names.get(t) or ()), frozenset(booleans.get(t, ())),
-                              frozenset(jsons.get(t, ()))) for t in tables}
+            data_type = str(data_type).lower()
+            kind = "boolean" if str(column_type).lower().startswith("tinyint(1)") else \
+                "json" if data_type == "json" or (table, column) in json_columns else data_type
+            kinds.setdefault((table, kind), set()).add(column)
+
+        def of(table: str, kind: str) -> frozenset[str]:
+            return frozenset(kinds.get((table, kind), ()))
+
+        return {t: TableShape(t, tuple(keys.get(t) or names.get(t) or ()), booleans=of(t, "boolean"),
+                              json=of(t, "json"), times=of(t, "time"), sets=of(t, "set")) for t in tables}
 
     def _mariadb_json_columns(self, cursor: Any, tables: Sequence[str]) -> set[tuple[str, str]]:
         """MariaDB's JSON is LONGTEXT with a `json_valid(column)` check named after the column."""

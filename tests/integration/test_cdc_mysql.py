@@ -377,3 +377,33 @@ def test_a_position_the_server_no_longer_has_is_refused_with_the_reason(database
     assert process.proc.wait(60) != 0
     log = process.log_path.read_text()
     assert "binlog.999999:4" in log and "The server no longer has that binlog" in log
+
+
+def test_each_type_comes_out_exact(database: str, kafka_bootstrap: str, tmp_path: Path) -> None:
+    with connect(database) as cursor:
+        cursor.execute(
+            "CREATE TABLE kinds (id BIGINT UNSIGNED PRIMARY KEY, flag BOOLEAN, tiny TINYINT, money DECIMAL(30,10), "
+            "ratio DOUBLE, born DATE, at DATETIME(6), stamp TIMESTAMP(6) NULL, span TIME(3), yr YEAR, "
+            "mood ENUM('calm','loud'), days SET('mon','tue','wed'), doc JSON, name VARCHAR(50), code CHAR(3), "
+            "raw VARBINARY(8), body MEDIUMTEXT) DEFAULT CHARSET=utf8mb4")
+    stream = unique_name("tfcdcm")
+    process = source(database, stream, tmp_path, "kinds", "--tables=kinds").start()
+    try:
+        process.wait_ready()
+        with connect(database) as cursor:
+            cursor.execute("SET time_zone = '+00:00'")
+            cursor.execute(
+                "INSERT INTO kinds VALUES (18446744073709551615, TRUE, -128, -12345678901234567890.0123456789, 0.1, "
+                "'2024-02-29', '2024-02-20 09:00:00.000001', '2038-01-19 03:14:07.999999', '-838:59:58.5', 2155, "
+                "'loud', 'tue,mon', '{\"k\": [1, 2.5, \"😀\", null, {\"d\": 1e-7}]}', 'Ünïcødé 👩‍🎤 𝄞', 'abc', "
+                "X'00FF10', REPEAT('가사 ', 5000))")
+        wait_for(lambda: len(read_topic(kafka_bootstrap, f"{stream}.cdc")) == 1, 30, "the row in Kafka", process)
+    finally:
+        process.stop()
+    after = orjson.loads(read_topic(kafka_bootstrap, f"{stream}.cdc")[0][1])["after"]
+    assert after == {
+        "id": 18446744073709551615, "flag": True, "tiny": -128, "money": "-12345678901234567890.0123456789",
+        "ratio": 0.1, "born": "2024-02-29", "at": "2024-02-20T09:00:00.000001Z",
+        "stamp": "2038-01-19T03:14:07.999999Z", "span": "-838:59:58.500000", "yr": 2155, "mood": "loud",
+        "days": ["mon", "tue"], "doc": {"k": [1, 2.5, "😀", None, {"d": 1e-7}]}, "name": "Ünïcødé 👩‍🎤 𝄞",
+        "code": "abc", "raw": "AP8Q", "body": "가사 " * 5000}

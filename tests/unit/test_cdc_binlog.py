@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import orjson
@@ -102,6 +102,13 @@ def test_exact_types_on_the_wire() -> None:
     assert value["after"] == {"id": 1, "price": "12345678901234.123456", "body": {"a": [1, 2.5, "x😀"], "n": None},
                               "name": "héllo 😀 𝄞", "blob": "AP8="}
     assert value["source"]["txid"] == f"{FILE}:10"  # no GTID: the transaction's position names it
+
+
+def test_time_and_set_columns_come_out_as_json_can_say_them() -> None:
+    shape = TableShape("slots", ("id",), times=frozenset({"length", "offset"}), sets=frozenset({"days"}))
+    row = shape.row({"id": 1, "length": timedelta(hours=30, minutes=5, seconds=1, microseconds=250),
+                     "offset": -timedelta(minutes=1, seconds=30), "days": {"tue", "mon"}})
+    assert row == {"id": 1, "length": "30:05:01.000250", "offset": "-00:01:30", "days": ["mon", "tue"]}
 
 
 def test_mysql_binary_json_comes_out_with_text_keys() -> None:
