@@ -338,6 +338,7 @@ class MysqlCapture:
                                   "changes since were lost to this stream: start it again with a new stream name "
                                   "(and a snapshot) to follow from now") from None
             self._close_stream()
+            self._close_control()  # it may be as broken as the stream; both are opened again by the next poll
             if reconnect:
                 self.log.warning("lost the binlog stream (%s); resuming from %s:%s", reason,
                                  self._resume.get("file"), self._resume.get("pos"))
@@ -353,11 +354,14 @@ class MysqlCapture:
         if self._position:
             self._resume = self._position
 
+    def _close_control(self) -> None:
+        if self._control is not None:
+            with contextlib.suppress(Exception):  # closing a connection the server dropped
+                self._control.close()
+            self._control = None
+
     def close(self) -> None:
         self._save_settled(force=True)
         self._close_stream()
-        if self._control is not None:
-            with contextlib.suppress(pymysql.Error):
-                self._control.close()
-            self._control = None
+        self._close_control()
         self.positions.close()

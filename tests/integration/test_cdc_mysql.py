@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -407,3 +408,45 @@ def test_each_type_comes_out_exact(database: str, kafka_bootstrap: str, tmp_path
         "stamp": "2038-01-19T03:14:07.999999Z", "span": "-838:59:58.500000", "yr": 2155, "mood": "loud",
         "days": ["mon", "tue"], "doc": {"k": [1, 2.5, "😀", None, {"d": 1e-7}]}, "name": "Ünïcødé 👩‍🎤 𝄞",
         "code": "abc", "raw": "AP8Q", "body": "가사 " * 5000}
+
+
+def test_a_dropped_server_connection_resumes_where_it_was(database: str, kafka_bootstrap: str,
+                                                           tmp_path: Path) -> None:
+    stream = unique_name("tfcdcm")
+    topic = f"{stream}.cdc"
+    process = source(database, stream, tmp_path, "dropped").start()
+    try:
+        process.wait_ready()
+        generate_catalog(database, 50, mode="append", seed=3, chunk_size=50)
+        first = Writer(database, 100, seed=5)
+        first.run()
+        wait_for(lambda: delivered(kafka_bootstrap, topic, first.committed[-1]), 60, "the first changes", process)
+        assert process.proc is not None
+        assert kill_connections_of(process.proc.pid) >= 1  # the binlog stream and its control connection
+        second = Writer(database, 100, seed=6)
+        second.run()
+        assert first.error is None and second.error is None
+        wait_for(lambda: delivered(kafka_bootstrap, topic, second.committed[-1]), 60, "the later changes", process)
+    finally:
+        process.stop()
+    messages = read_topic(kafka_bootstrap, topic)
+    assert checksums(replay(messages)) == checksums(table_rows(database))
+    places = Counter((h[TX_ID_HEADER], versions((k, v, h))) for k, v, h in messages)
+    assert max(places.values()) == 1  # nothing read twice: it resumed where it was
+    log = process.log_path.read_text()  # mysql-replication reconnects by itself, else the source does
+    assert "Re-request the connection" in log or "lost the binlog stream" in log
+
+
+def kill_connections_of(pid: int) -> int:
+    """Make the server drop every connection the process `pid` holds to it (found by their client ports)."""
+    sockets = subprocess.run(["ss", "-tnpH", "state", "established", "( dport = :3306 )"], capture_output=True,
+                             text=True, check=True).stdout
+    ports = {line.split()[2].rsplit(":", 1)[1] for line in sockets.splitlines() if f"pid={pid}," in line}
+    killed = 0
+    with connect(service_url("mariadb")) as cursor:
+        cursor.execute("SELECT id, host FROM information_schema.processlist")
+        for thread, host in cursor.fetchall():
+            if str(host).rsplit(":", 1)[-1] in ports:
+                cursor.execute(f"KILL {int(thread)}")
+                killed += 1
+    return killed
