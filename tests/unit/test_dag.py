@@ -45,7 +45,7 @@ def test_check_leaves_the_given_definition_untouched() -> None:
         ("kafka --topic=raw | normalise | log",
          "unknown processor app 'normalise'. Did you mean 'normalize'? Known: normalize"),
         ("kafak --topic=raw | log",
-         "unknown source app 'kafak'. Did you mean 'kafka'? Known: cdc-postgres, http, jdbc, kafka"),
+         "unknown source app 'kafak'. Did you mean 'kafka'? Known: cdc-mysql, cdc-postgres, http, jdbc, kafka"),
         ("kafka --topic=raw | mongoo", "unknown sink app 'mongoo'. Did you mean 'mongo'? Known: file, log, mongo"),
         ("kafka --topic=raw | zzz", "unknown sink app 'zzz'. Known: file, log, mongo"),
     ],
