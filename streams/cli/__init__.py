@@ -21,8 +21,9 @@ def _register_commands() -> None:
     from streams.cli.run import run
     from streams.cli.schema import schema
     from streams.cli.stream import stream
+    from streams.cli.template import template
 
-    for command in (app, catalog, demo, run, schema, stream):
+    for command in (app, catalog, demo, run, schema, stream, template):
         cli.add_command(command)
 
 
