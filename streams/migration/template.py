@@ -23,6 +23,15 @@ from streams.errors import ConfigError
 from streams.suggest import did_you_mean
 
 SCHEMA_PATH = Path(__file__).with_name("template.schema.json")
+# The legacy catalog's template lives with the deployment files of a source checkout.
+CATALOG_TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "templates" / "catalog.yaml"
+
+
+def catalog_template_path() -> Path:
+    """deploy/templates/catalog.yaml of this checkout; ConfigError when tuneflow runs without its sources."""
+    if not CATALOG_TEMPLATE.is_file():
+        raise ConfigError(f"the catalog template {CATALOG_TEMPLATE} is missing: pass one with --template")
+    return CATALOG_TEMPLATE
 
 
 @cache

@@ -48,9 +48,12 @@ class KeyRange:
 
 @dataclass(frozen=True, slots=True)
 class SourceDocument:
+    """A document read through the template; `error` (and no document) when its rows break the template."""
+
     key: Any
     version: int
-    document: Document
+    document: Document | None
+    error: str | None = None
 
 
 class _Query:
@@ -249,7 +252,11 @@ class CollectionReader:
                     values.append(assemble([]))
                 heads[index] = head
             document = {"_id": key}
-            document.update(build(row, values))
+            try:
+                document.update(build(row, values))
+            except RecordError as exc:
+                yield SourceDocument(key=key, version=version(row), document=None, error=str(exc))
+                continue
             yield SourceDocument(key=key, version=version(row), document=document)
 
 
