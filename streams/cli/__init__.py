@@ -23,8 +23,9 @@ def _register_commands() -> None:
     from streams.cli.schema import schema
     from streams.cli.stream import stream
     from streams.cli.template import template
+    from streams.cli.verify import verify
 
-    for command in (app, catalog, demo, migrate, run, schema, stream, template):
+    for command in (app, catalog, demo, migrate, run, schema, stream, template, verify):
         cli.add_command(command)
 
 

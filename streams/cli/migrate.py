@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from streams.catalog.dburl import mask_password
+from streams.cli.migration_options import collection_names, source_and_target
 from streams.cli.progress import Progress
 from streams.migration.backfill import MigrateReport, MigrationJob, plan_chunks, rebind
 from streams.migration.runs import MigrationRuns, RunProgress
@@ -19,27 +20,14 @@ from streams.state.models import MigrationStatus
 from streams.stores.base import DocumentStore, checked_name
 from streams.stores.factory import open_store
 
-SOURCE_HELP = "The source database: postgresql://…, mariadb://… or sqlite:///path."
-TARGET_HELP = "The document store: mongodb://… (MongoDB, FerretDB) or embedded:///dir."
-
 
 @click.group("migrate")
 def migrate() -> None:
     """Move a relational schema into documents through a template: start, resume, status, list, cancel."""
 
 
-def _collections(value: tuple[str, ...]) -> list[str] | None:
-    names = [name.strip() for item in value for name in item.split(",") if name.strip()]
-    return names or None
-
-
 @migrate.command("start")
-@click.option("--source", required=True, metavar="URL", help=SOURCE_HELP)
-@click.option("--target", required=True, metavar="URI", help=TARGET_HELP)
-@click.option("--template", "template_path", required=True, type=click.Path(dir_okay=False),
-              help="The migration template (YAML).")
-@click.option("--collections", multiple=True, metavar="NAMES", help="Only these collections (comma-separated).")
-@click.option("--database", default="catalog", show_default=True, help="The target database.")
+@source_and_target
 @click.option("--parallel", default=2, show_default=True, type=click.IntRange(1, 64), help="Parallel readers.")
 @click.option("--chunk-rows", default=5000, show_default=True, type=click.IntRange(1, 10_000_000),
               help="Root rows per key-range chunk (the unit of checkpoints).")
@@ -49,7 +37,7 @@ def start(source: str, target: str, template_path: str, collections: tuple[str, 
           chunk_rows: int, throttle: float | None) -> None:
     """Read one consistent snapshot of SOURCE through the template and write its documents to TARGET."""
     checked_name("database", database)
-    engine, bound = load_bound(template_path, source, _collections(collections))  # exit 2 before any write
+    engine, bound = load_bound(template_path, source, collection_names(collections))  # exit 2 before any write
     try:
         open_store(target, database).close()
         with open_state() as state:

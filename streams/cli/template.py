@@ -6,11 +6,10 @@ import click
 import orjson
 
 from streams.catalog.dburl import mask_password
+from streams.cli.migration_options import SOURCE_HELP
 from streams.errors import ConfigError
 from streams.migration.source import load_bound, source_errors, typed_key
 from streams.migration.template_reader import KeyRange
-
-SOURCE_HELP = "The source database: postgresql://…, mariadb://… or sqlite:///path."
 
 
 @click.group("template")
@@ -41,7 +40,7 @@ def preview(file: str, url: str, key: str, collection: str | None) -> None:
     try:
         reader = next(iter(bound.readers.values()))
         with source_errors(url), engine.connect() as conn:
-            found = list(reader.read(conn, KeyRange(only=typed_key(reader, key))))
+            found = list(reader.read(conn, KeyRange(keys=(typed_key(reader, key),))))
     finally:
         engine.dispose()
     if not found:

@@ -29,15 +29,15 @@ Getter = Callable[[Sequence[Any]], Any]
 
 @dataclass(frozen=True, slots=True)
 class KeyRange:
-    """Keys in (after, upto]; None is open-ended. `only` reads one key."""
+    """Keys in (after, upto]; None is open-ended. `keys` reads just those keys instead."""
 
     after: Any = None
     upto: Any = None
-    only: Any = None
+    keys: tuple[Any, ...] | None = None
 
     def where(self, column: ColumnElement[Any]) -> ColumnElement[bool] | None:
-        if self.only is not None:
-            return column == self.only
+        if self.keys is not None:
+            return column.in_(self.keys)
         clauses = []
         if self.after is not None:
             clauses.append(column > self.after)
