@@ -7,7 +7,7 @@ import threading
 import time
 from types import TracebackType
 
-from tqdm import tqdm
+from tqdm import tqdm  # type: ignore[import-untyped]
 
 PLAIN_EVERY_S = 5.0
 

@@ -102,7 +102,7 @@ def open_snapshot(engine: Engine) -> Snapshot:
 
 
 def _binlog_coordinates(conn: Connection) -> dict[str, Any]:
-    status = dict(conn.exec_driver_sql("SHOW STATUS LIKE 'binlog_snapshot_%%'").all())
+    status: dict[str, str] = dict(conn.exec_driver_sql("SHOW STATUS LIKE 'binlog_snapshot_%%'").all())
     position = int(status.get("Binlog_snapshot_position") or 0)
     return {"file": status.get("Binlog_snapshot_file", ""), "position": position}
 

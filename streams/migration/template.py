@@ -145,9 +145,8 @@ def parse_template(text: str, where: str = "<template>") -> Template:
 
 def _schema_message(error: jsonschema.ValidationError) -> str:
     if error.validator == "oneOf" and error.context:
-        best = jsonschema.exceptions.best_match(error.context)
-        return best.message
-    return error.message
+        return str(jsonschema.exceptions.best_match(error.context).message)
+    return str(error.message)
 
 
 def _collection(name: str, spec: dict[str, Any], where: str) -> CollectionTemplate:

@@ -92,6 +92,7 @@ class _Query:
         return self._index[slot]
 
     def select(self) -> Select[Any]:
+        assert self.from_ is not None
         return select(*self.columns).select_from(self.from_)
 
 
@@ -279,16 +280,18 @@ def _sort_key(order: Sequence[OrderBy], owner: str, query: _Query) -> Callable[[
         return None
     parts: list[Callable[[Sequence[Any]], Any]] = []
     for item in order:
-        get = itemgetter(query.position(item.column, owner))
-        if item.rank is not None:
-            ranks = {value: rank for rank, value in enumerate(item.rank)}
-            last = len(ranks)
-            parts.append(lambda row, get=get, ranks=ranks, last=last: ranks.get(get(row), last))
-        elif item.descending:
-            parts.append(lambda row, get=get: _Descending(_nulls_first(get(row))))
-        else:
-            parts.append(lambda row, get=get: _nulls_first(get(row)))
+        parts.append(_order_part(item, itemgetter(query.position(item.column, owner))))
     return lambda row: tuple(part(row) for part in parts)
+
+
+def _order_part(item: OrderBy, get: Getter) -> Callable[[Sequence[Any]], Any]:
+    if item.rank is not None:
+        ranks = {value: rank for rank, value in enumerate(item.rank)}
+        last = len(ranks)
+        return lambda row: ranks.get(get(row), last)
+    if item.descending:
+        return lambda row: _Descending(_nulls_first(get(row)))
+    return lambda row: _nulls_first(get(row))
 
 
 def _nulls_first(value: Any) -> tuple[bool, Any]:
