@@ -191,7 +191,7 @@ class CollectionReader:
         distinct = section.distinct
 
         def assemble(rows: list[Sequence[Any]]) -> Any:
-            if sort is not None:
+            if sort is not None and len(rows) > 1:
                 rows = sorted(rows, key=sort)
             values = [element(row) for row in rows]
             if distinct:
@@ -280,17 +280,28 @@ def _sort_key(order: Sequence[OrderBy], owner: str, query: _Query) -> Callable[[
         return None
     parts: list[Callable[[Sequence[Any]], Any]] = []
     for item in order:
-        parts.append(_order_part(item, itemgetter(query.position(item.column, owner))))
+        nullable = bool(getattr(query.ref(item.column, owner), "nullable", True))
+        parts.append(_order_part(item, itemgetter(query.position(item.column, owner)), nullable))
+    if len(parts) == 1:
+        return parts[0]
+    if len(parts) == 2:
+        first, second = parts
+        return lambda row: (first(row), second(row))
+    if len(parts) == 3:
+        one, two, three = parts
+        return lambda row: (one(row), two(row), three(row))
     return lambda row: tuple(part(row) for part in parts)
 
 
-def _order_part(item: OrderBy, get: Getter) -> Callable[[Sequence[Any]], Any]:
+def _order_part(item: OrderBy, get: Getter, nullable: bool) -> Callable[[Sequence[Any]], Any]:
     if item.rank is not None:
         ranks = {value: rank for rank, value in enumerate(item.rank)}
         last = len(ranks)
         return lambda row: ranks.get(get(row), last)
     if item.descending:
         return lambda row: _Descending(_nulls_first(get(row)))
+    if not nullable:
+        return get
     return lambda row: _nulls_first(get(row))
 
 
@@ -368,12 +379,23 @@ def _converter(name: str | None, zone: ZoneInfo) -> Callable[[Any], Any]:
 
 
 def _converted(get: Getter, item: Field, zone: ZoneInfo, column: ColumnElement[Any]) -> Getter:
-    convert = _converter(item.convert, zone)
     mapping, allowed, default = item.mapping, item.enum, item.default
+    if item.convert is None and not _may_need_plain(column):
+        convert: Callable[[Any], Any] | None = None
+    else:
+        convert = _converter(item.convert, zone)
+    if mapping is None and allowed is None and default is None:
+        if convert is None:
+            return get
+        plain_convert = convert
+
+        def converted(row: Sequence[Any]) -> Any:
+            raw = get(row)
+            return None if raw is None else plain_convert(raw)
+
+        return converted
     label = str(column)
-    needs_plain = item.convert is None and _may_need_plain(column)
-    if item.convert is None and not needs_plain and mapping is None and allowed is None and default is None:
-        return get
+    members = frozenset(allowed) if allowed is not None else None
 
     def value(row: Sequence[Any]) -> Any:
         raw = get(row)
@@ -381,11 +403,12 @@ def _converted(get: Getter, item: Field, zone: ZoneInfo, column: ColumnElement[A
             return default
         if mapping is not None:
             raw = mapping.get(raw, raw)
-        converted = convert(raw)
-        if allowed is not None and converted not in allowed:
-            raise RecordError(f"{item.name}: {label} is {converted!r}, not one of {list(allowed)}",
-                              [{"field": item.name, "message": f"{converted!r} is not one of {list(allowed)}"}])
-        return converted
+        if convert is not None:
+            raw = convert(raw)
+        if members is not None and raw not in members:
+            raise RecordError(f"{item.name}: {label} is {raw!r}, not one of {list(members)}",
+                              [{"field": item.name, "message": f"{raw!r} is not one of {list(allowed or ())}"}])
+        return raw
 
     return value
 
