@@ -10,7 +10,7 @@ from pathlib import Path
 
 import orjson
 
-from benchmarks import apps, ceilings, ferretdb_backends
+from benchmarks import apps, ceilings, ferretdb_backends, migration
 from benchmarks.harness import machine
 
 RESULTS = Path(__file__).parent / "results"
@@ -34,6 +34,7 @@ def main() -> int:
         "ceilings": measured_ceilings,
         "apps": app_results,
         "ferretdb_backends": ferretdb_backends.run_all(env),
+        "migration": migration.run_all(env),
     }
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{started.strftime('%Y%m%dT%H%M%SZ')}.json"
