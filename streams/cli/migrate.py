@@ -11,6 +11,7 @@ import click
 from streams.catalog.dburl import mask_password
 from streams.cli.migration_options import collection_names, source_and_target
 from streams.cli.progress import Progress
+from streams.errors import ConfigError
 from streams.migration.backfill import MigrateReport, MigrationJob, plan_chunks, rebind
 from streams.migration.runs import MigrationRuns, RunProgress
 from streams.migration.snapshot import open_snapshot
@@ -39,7 +40,11 @@ def start(source: str, target: str, template_path: str, collections: tuple[str, 
     checked_name("database", database)
     engine, bound = load_bound(template_path, source, collection_names(collections))  # exit 2 before any write
     try:
-        open_store(target, database).close()
+        probe = open_store(target, database)
+        try:
+            probe.count(bound.collections[0].name)  # an unreachable target fails here, before a run is recorded
+        finally:
+            probe.close()
         with open_state() as state:
             runs = MigrationRuns(state)
             run_id = runs.create(template_path=template_path, template_text=bound.template.text, source_url=source,
@@ -76,6 +81,8 @@ def resume(run_id: str, parallel: int | None, throttle: float | None) -> None:
         if run.status == MigrationStatus.FINISHED:
             click.echo(f"migration {run_id} is already finished", err=True)
             return
+        if run.status == MigrationStatus.CANCELLED:
+            raise ConfigError(f"migration {run_id} was cancelled; start a new one with `tuneflow migrate start`")
         engine = open_source(run.source_url)
         try:
             with source_errors(run.source_url):

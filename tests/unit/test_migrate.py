@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -78,3 +82,28 @@ def test_only_the_named_collections_and_a_missing_column_writes_nothing(
 def test_status_of_an_unknown_run_suggests_one(tuneflow: Run) -> None:
     result = tuneflow("migrate", "status", "nope")
     assert result.returncode == 2 and "unknown migration 'nope'" in result.stderr
+
+
+def test_cancel_stops_a_running_migration_from_another_shell(legacy_url: str, tuneflow: Run, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "migrate", "start", "--source", legacy_url, "--target",
+         f"embedded://{tmp_path / 'store'}", "--template", str(CATALOG_TEMPLATE), "--chunk-rows", "100",
+         "--throttle", "400"], env={**os.environ, "TUNEFLOW_HOME": str(home)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            listed = tuneflow("migrate", "list", "--json")
+            runs = json.loads(listed.stdout) if listed.returncode == 0 else []
+            if runs and runs[0]["chunks_done"] > 0:
+                break
+            time.sleep(0.2)
+        assert tuneflow("migrate", "cancel", runs[0]["id"]).returncode == 0
+        out, _err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    status = json.loads(tuneflow("migrate", "status", runs[0]["id"], "--json").stdout)
+    assert process.returncode == 0 and "cancelled" in out
+    assert status["status"] == "cancelled" and status["chunks_done"] < status["chunks"]
+    assert tuneflow("migrate", "resume", runs[0]["id"]).returncode == 2
