@@ -394,7 +394,7 @@ def _converted(get: Getter, item: Field, zone: ZoneInfo, column: ColumnElement[A
             return None if raw is None else plain_convert(raw)
 
         return converted
-    label = str(column)
+    label = f"column {item.column}"
     members = frozenset(allowed) if allowed is not None else None
 
     def value(row: Sequence[Any]) -> Any:
@@ -406,7 +406,7 @@ def _converted(get: Getter, item: Field, zone: ZoneInfo, column: ColumnElement[A
         if convert is not None:
             raw = convert(raw)
         if members is not None and raw not in members:
-            raise RecordError(f"{item.name}: {label} is {raw!r}, not one of {list(members)}",
+            raise RecordError(f"{item.name}: {label} is {raw!r}, not one of {list(allowed or ())}",
                               [{"field": item.name, "message": f"{raw!r} is not one of {list(allowed or ())}"}])
         return raw
 

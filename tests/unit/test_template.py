@@ -92,3 +92,39 @@ def test_preview_prints_the_document_of_one_key(legacy: tuple[str, Engine], tune
 def test_malformed_templates_are_refused_with_the_place(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_template(text)
+
+
+def test_conversions_enums_computed_values_and_a_source_time_zone(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'small.sqlite'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE item (id INTEGER PRIMARY KEY, kind INTEGER, flag INTEGER, "
+                             "seen TIMESTAMP, day DATE, name TEXT, price NUMERIC)")
+        conn.exec_driver_sql("INSERT INTO item VALUES (1, 2, 1, '2024-02-20 18:00:00.250000', '2024-02-20', "
+                             "'  Zoë   Ø ', 12.5), (2, 9, 0, NULL, NULL, NULL, NULL)")
+    template = parse_template("""
+format: 1
+timezone: Asia/Seoul
+collections:
+  items:
+    table: item
+    key: id
+    version: [seen]
+    fields:
+      kind: {column: kind, map: {1: ONE, 2: TWO}, enum: [ONE, TWO]}
+      flag: {column: flag, convert: bool}
+      seen: {column: seen, convert: timestamp}
+      day: {column: day, convert: date}
+      name: {column: name, convert: text, default: unnamed}
+      label: {concat: [{const: "#"}, id, {const: " "}, name]}
+      shown: {coalesce: [name, {const: "?"}]}
+      price: {column: price, convert: float}
+""")
+    with engine.connect() as conn:
+        reader = bind_template(template, conn).readers["items"]
+        first, second = list(reader.read(conn, KeyRange()))
+    engine.dispose()
+    assert first.document == {"_id": 1, "kind": "TWO", "flag": True, "seen": "2024-02-20T09:00:00.250000Z",
+                              "day": "2024-02-20", "name": "Zoë Ø", "label": "#1   Zoë   Ø ",
+                              "shown": "  Zoë   Ø ", "price": 12.5}
+    assert first.version == 1708419600250000
+    assert second.document is None and second.error == "kind: column kind is 9, not one of ['ONE', 'TWO']"

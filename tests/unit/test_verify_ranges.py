@@ -63,3 +63,27 @@ def test_field_diff_names_paths() -> None:
         {"path": "a.b[1]", "source": 2, "target": 3},
         {"path": "c", "source": None, "target": 1, "absent": "source"},
     ]
+
+
+def test_since_rechecks_only_documents_written_above_a_version(tmp_path: Path, tuneflow: Run) -> None:
+    url = f"sqlite:///{tmp_path / 'legacy.sqlite'}"
+    generate_catalog(url, 800, seed=4)
+    target = f"embedded://{tmp_path / 'store'}"
+    common = ("--source", url, "--target", target, "--template", str(CATALOG_TEMPLATE), "--collections", "tracks")
+    assert tuneflow("migrate", "start", *common).returncode == 0
+    store = EmbeddedStore(tmp_path / "store")
+    newest = max(doc["_version"] for batch in store.scan("tracks") for doc in batch)
+    changed = dict(store.get_many("tracks", [5])[5])
+    stale = dict(store.get_many("tracks", [6])[6])
+    store.apply("tracks", [Change(5, newest + 10, {**changed, "title": "caught up wrongly"}),
+                           Change(7, newest + 10, None)])
+    store._db.execute("UPDATE tracks SET body = ? WHERE key = 6", (json.dumps({**stale, "title": "old"}),))
+    store.close()
+
+    result = tuneflow("verify", *common, "--since", str(newest), "--json")
+    [report] = json.loads(result.stdout)["collections"]
+    assert result.returncode == 1
+    assert report["keys"] == {"missing": [], "extra": [], "different": [5]}  # 6 is older than --since
+    assert report["target_documents"] == 1
+    everything = json.loads(tuneflow("verify", *common, "--json").stdout)["collections"][0]["keys"]
+    assert everything == {"missing": [7], "extra": [], "different": [5, 6]}
