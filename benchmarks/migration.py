@@ -163,11 +163,20 @@ def _measure(engine: Engine, source: str, template: str, mongo_uri: str, client:
 
 
 def _peak_rss_mb(command: list[str], home: Path) -> float:
+    """The verify process's own high-water mark (VmHWM, which starts afresh at exec), read while it runs.
+
+    Not the child's rusage: that counts the pages it shared with this (large) process between fork and exec.
+    """
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env={**os.environ, "TUNEFLOW_HOME": str(home)})
-    _pid, _status, usage = os.wait4(process.pid, 0)
-    process.returncode = 0
-    peak = round(usage.ru_maxrss / 1024, 1)  # kilobytes on Linux
+    peak_kb = 0
+    while process.poll() is None:
+        with contextlib.suppress(OSError, ValueError), open(f"/proc/{process.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    peak_kb = max(peak_kb, int(line.split()[1]))
+        time.sleep(0.05)
+    peak = round(peak_kb / 1024, 1)
     print(f"  {'verify peak RSS':<48} {peak:>12,.1f} MB", flush=True)
     return peak
 
