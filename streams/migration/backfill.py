@@ -33,7 +33,7 @@ WRITE_BATCH = 1000
 
 def plan_chunks(conn: Connection, reader: CollectionReader, chunk_rows: int) -> list[ChunkPlan]:
     """Key ranges (after, upto] of about `chunk_rows` root rows each, found by walking the key index."""
-    key = reader.key_column
+    key = reader.key_order(conn)
     chunks: list[ChunkPlan] = []
     after: Any = None
     while True:
@@ -43,7 +43,7 @@ def plan_chunks(conn: Connection, reader: CollectionReader, chunk_rows: int) -> 
             break
         chunks.append(ChunkPlan(reader.collection.name, len(chunks), after, upto, chunk_rows))
         after = upto
-    tail = select(func.count()).select_from(key.table)
+    tail = select(func.count()).select_from(reader.key_column.table)
     rest = conn.execute(tail if after is None else tail.where(key > after)).scalar_one()
     if rest:
         chunks.append(ChunkPlan(reader.collection.name, len(chunks), after, None, int(rest)))

@@ -16,7 +16,7 @@ from operator import itemgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Column, Connection, MetaData, Select, Table, and_, func, select
+from sqlalchemy import Column, Connection, MetaData, Select, String, Table, and_, func, select
 from sqlalchemy.sql import ColumnElement, FromClause
 
 from streams.catalog.models import clean_text, timestamp_version
@@ -177,8 +177,7 @@ class CollectionReader:
         child = query.add_table(section.alias, section.table)
         join_column = child.c[section.join[0][0]]
         if item.kind == "count":
-            statement = (select(join_column, func.count()).select_from(child).group_by(join_column)
-                         .order_by(join_column))
+            statement = select(join_column, func.count()).select_from(child).group_by(join_column)
             return statement, lambda rows: rows[0][1] if rows else 0, join_column
         query.position(f"{section.alias}.{section.join[0][0]}", section.alias)
         for join in section.joins:
@@ -198,8 +197,7 @@ class CollectionReader:
                 values = _unique(values)
             return values
 
-        statement = query.select().order_by(join_column)
-        return statement, assemble, join_column
+        return query.select(), assemble, join_column
 
     def _version_getter(self, columns: Sequence[str], owner: str) -> Getter:
         getters = [itemgetter(self._root.position(column, owner)) for column in columns]
@@ -221,18 +219,23 @@ class CollectionReader:
 
     # --- reading -----------------------------------------------------------------------------------
 
+    def key_order(self, conn: Connection) -> ColumnElement[Any]:
+        """The root key as ranges and orders compare it: text by code point, as Python and MongoDB do."""
+        return binary_order(self.key_column, conn.dialect.name)
+
     def read(self, conn: Connection, keys: KeyRange) -> Iterator[SourceDocument]:
         """The documents of `keys`, in key order; a row that breaks the template raises RecordError."""
+        dialect = conn.dialect.name
+        key = binary_order(self._root.aliases[self.collection.root.alias].c[self.collection.key], dialect)
         root = self._root.select()
-        where = keys.where(self._root.aliases[self.collection.root.alias].c[self.collection.key])
-        if where is not None:
-            root = root.where(where)
-        root_rows = conn.execute(root.order_by(self._root.aliases[self.collection.root.alias]
-                                               .c[self.collection.key])).fetchall()
+        where = keys.where(key)
+        root_rows = conn.execute((root if where is None else root.where(where)).order_by(key)).fetchall()
         children = []
         for statement, assemble, join_column in self._children:
-            child_where = keys.where(join_column)
-            rows = conn.execute(statement if child_where is None else statement.where(child_where)).fetchall()
+            child_key = binary_order(join_column, dialect)
+            child_where = keys.where(child_key)
+            selected = statement if child_where is None else statement.where(child_where)
+            rows = conn.execute(selected.order_by(child_key)).fetchall()
             children.append((itertools.groupby(rows, key=itemgetter(0)), assemble))
         yield from self._merge(root_rows, children)
 
@@ -259,6 +262,20 @@ class CollectionReader:
                 yield SourceDocument(key=key, version=version(row), document=None, error=str(exc))
                 continue
             yield SourceDocument(key=key, version=version(row), document=document)
+
+
+_BINARY_COLLATIONS = {"postgresql": "C", "mysql": "utf8mb4_bin", "mariadb": "utf8mb4_bin"}
+
+
+def binary_order(column: ColumnElement[Any], dialect: str) -> ColumnElement[Any]:
+    """Text keys compared by code point (Python's and MongoDB's order), whatever the column's collation.
+
+    The merge of key-ordered cursors and the range comparisons with the target rely on one order everywhere.
+    """
+    collation = _BINARY_COLLATIONS.get(dialect)
+    if collation is None or not isinstance(column.type, String):
+        return column
+    return column.collate(collation)
 
 
 def _next_group(groups: Iterator[tuple[Any, Iterator[Sequence[Any]]]]) -> tuple[Any, list[Sequence[Any]]] | None:

@@ -239,7 +239,7 @@ class RangeVerifier:
         return found
 
     def _middle(self, after: Any, upto: Any, size: int) -> Any:
-        key = self.reader.key_column
+        key = self.reader.key_order(self.conn)
         query = select(key).order_by(key).offset(max(0, size // 4 - 1)).limit(1)
         where = KeyRange(after, upto).where(key)
         middle = self.conn.execute(query if where is None else query.where(where)).scalar()

@@ -334,3 +334,43 @@ def test_kill_9_then_resume_reads_no_finished_chunk_again_and_ends_like_an_unint
     for collection in ("tracks", "albums", "artists"):
         assert contents(client, interrupted, collection) == contents(client, uninterrupted, collection)
     assert len(contents(client, interrupted, "tracks")) == 4000
+
+
+LABELS_TEMPLATE = """
+format: 1
+collections:
+  labels:
+    table: label
+    key: code
+    fields:
+      name: name
+      releases:
+        array: {table: label_release, join: {code: code}, order: [title], value: title}
+"""
+
+
+@pytest.mark.parametrize("engine_fixture", ENGINES)
+def test_text_keys_of_mixed_case_merge_and_verify_in_one_order_whatever_the_collation(
+        engine_fixture: str, request: pytest.FixtureRequest, tmp_path: Path, mongo_uri: str,
+        client: MongoClient[dict[str, Any]], databases: list[str]) -> None:
+    engine: Engine = request.getfixturevalue(engine_fixture)
+    rng = random.Random(2)
+    codes = sorted({"".join(rng.choice("aBcDéZxY") for _ in range(rng.randrange(1, 4))) for _ in range(400)})
+    releases = [(code, f"release {n}") for code in codes for n in range(rng.randrange(0, 3))]
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE label (code VARCHAR(10) PRIMARY KEY, name VARCHAR(50) NOT NULL)"))
+        conn.execute(text("CREATE TABLE label_release (code VARCHAR(10) NOT NULL, title VARCHAR(50) NOT NULL, "
+                          "PRIMARY KEY (code, title))"))
+        conn.execute(text("INSERT INTO label VALUES (:c, :n)"), [{"c": c, "n": f"Label {c}"} for c in codes])
+        conn.execute(text("INSERT INTO label_release VALUES (:c, :t)"), [{"c": c, "t": t} for c, t in releases])
+    template = tmp_path / "labels.yaml"
+    template.write_text(LABELS_TEMPLATE)
+    database = new_database(databases)
+    common = ("--source", url_of(engine), "--target", mongo_uri, "--database", database, "--template", str(template))
+    started = tuneflow(tmp_path, "migrate", "start", *common, "--chunk-rows", "37")
+    assert started.returncode == 0, started.stderr
+    expected = {code: {"_id": code, "name": f"Label {code}",
+                       "releases": sorted(t for c, t in releases if c == code)} for code in codes}
+    assert contents(client, database, "labels") == {k: canonical_json(v) for k, v in expected.items()}
+    clean = tuneflow(tmp_path, "verify", *common, "--chunk-rows", "41")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
