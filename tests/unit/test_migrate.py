@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -84,26 +85,51 @@ def test_status_of_an_unknown_run_suggests_one(tuneflow: Run) -> None:
     assert result.returncode == 2 and "unknown migration 'nope'" in result.stderr
 
 
-def test_cancel_stops_a_running_migration_from_another_shell(legacy_url: str, tuneflow: Run, tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    process = subprocess.Popen(
+def _in_background(legacy_url: str, tmp_path: Path) -> subprocess.Popen[str]:
+    """A throttled `migrate start` in its own process, sharing the test's TUNEFLOW_HOME."""
+    return subprocess.Popen(
         [sys.executable, "-m", "streams.cli", "migrate", "start", "--source", legacy_url, "--target",
          f"embedded://{tmp_path / 'store'}", "--template", str(CATALOG_TEMPLATE), "--chunk-rows", "100",
-         "--throttle", "400"], env={**os.environ, "TUNEFLOW_HOME": str(home)},
+         "--throttle", "400"], env={**os.environ, "TUNEFLOW_HOME": str(tmp_path / "home")},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _run_past(tuneflow: Run, chunks: int) -> str:
+    """The id of the run in progress once more than `chunks` of its chunks are done."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        listed = tuneflow("migrate", "list", "--json")
+        runs = json.loads(listed.stdout) if listed.returncode == 0 else []
+        if runs and runs[0]["chunks_done"] > chunks:
+            return str(runs[0]["id"])
+        time.sleep(0.2)
+    raise AssertionError("the migration made no progress")
+
+
+def test_cancel_stops_a_running_migration_from_another_shell(legacy_url: str, tuneflow: Run, tmp_path: Path) -> None:
+    process = _in_background(legacy_url, tmp_path)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            listed = tuneflow("migrate", "list", "--json")
-            runs = json.loads(listed.stdout) if listed.returncode == 0 else []
-            if runs and runs[0]["chunks_done"] > 0:
-                break
-            time.sleep(0.2)
-        assert tuneflow("migrate", "cancel", runs[0]["id"]).returncode == 0
+        run_id = _run_past(tuneflow, 0)
+        assert tuneflow("migrate", "cancel", run_id).returncode == 0
         out, _err = process.communicate(timeout=60)
     finally:
         process.kill()
-    status = json.loads(tuneflow("migrate", "status", runs[0]["id"], "--json").stdout)
+    status = json.loads(tuneflow("migrate", "status", run_id, "--json").stdout)
     assert process.returncode == 0 and "cancelled" in out
     assert status["status"] == "cancelled" and status["chunks_done"] < status["chunks"]
-    assert tuneflow("migrate", "resume", runs[0]["id"]).returncode == 2
+    assert tuneflow("migrate", "resume", run_id).returncode == 2
+
+
+def test_ctrl_c_leaves_a_resumable_run(legacy_url: str, tuneflow: Run, tmp_path: Path) -> None:
+    process = _in_background(legacy_url, tmp_path)
+    try:
+        run_id = _run_past(tuneflow, 1)
+        process.send_signal(signal.SIGINT)
+        _out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130 and f"tuneflow migrate resume {run_id}" in err
+    assert json.loads(tuneflow("migrate", "status", "--json").stdout)["status"] == "interrupted"
+    resumed = tuneflow("migrate", "resume", run_id)
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(_contents(tmp_path / "store", "tracks")) == 2500
