@@ -143,10 +143,30 @@ def parse_template(text: str, where: str = "<template>") -> Template:
     return Template(collections=collections, timezone=zone, text=text)
 
 
+FIELD_KINDS = ("column", "const", "concat", "coalesce", "object", "array", "count")
+
+
 def _schema_message(error: jsonschema.ValidationError) -> str:
-    if error.validator == "oneOf" and error.context:
-        return str(jsonschema.exceptions.best_match(error.context).message)
-    return str(error.message)
+    """The message of the branch a user meant: a field `{column: …}` is judged as a column, not as a string."""
+    if error.validator != "oneOf" or not error.context:
+        return str(error.message)
+    if isinstance(error.instance, dict):
+        branches: dict[Any, list[jsonschema.ValidationError]] = {}
+        for sub in error.context:
+            branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+        for index, errors in branches.items():
+            required = error.validator_value[index].get("required", []) if isinstance(index, int) else []
+            if any(key in error.instance for key in required):
+                best = jsonschema.exceptions.best_match(errors)
+                assert best is not None
+                where = "/".join(map(str, list(best.absolute_path)[len(error.absolute_path):]))
+                return f"{where + ': ' if where else ''}{_schema_message(best)}"
+        unknown = [key for key in error.instance if key not in FIELD_KINDS]
+        if unknown and all(key not in error.instance for key in FIELD_KINDS):
+            return (f"unknown key '{unknown[0]}'.{did_you_mean(str(unknown[0]), FIELD_KINDS)} A field is a column "
+                    f"name or an object with one of: {', '.join(FIELD_KINDS)}")
+    best = jsonschema.exceptions.best_match(error.context)
+    return str(best.message) if best is not None else str(error.message)
 
 
 def _collection(name: str, spec: dict[str, Any], where: str) -> CollectionTemplate:

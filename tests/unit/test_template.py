@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -128,3 +129,15 @@ collections:
                               "shown": "  Zoë   Ø ", "price": 12.5}
     assert first.version == 1708419600250000
     assert second.document is None and second.error == "kind: column kind is 9, not one of ['ONE', 'TWO']"
+
+
+@pytest.mark.parametrize(("field", "message"), [
+    ("{colunm: b}", "fields/a: unknown key 'colunm'. Did you mean 'column'?"),
+    ("{column: b, convert: boolean}", "fields/a: convert: 'boolean' is not one of"),
+    ("{array: {table: x, fields: {b: c}}}", "fields/a: array: 'join' is a required property"),
+    ("{object: {table: x, join: {a: b}, fields: {c: {column: d, enum: []}}}}",
+     "fields/a: object/fields/c/enum: [] should be non-empty"),
+])
+def test_a_mistake_in_a_field_is_named_as_the_kind_of_field_it_meant(field: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_template(f"format: 1\ncollections: {{t: {{table: t, key: id, fields: {{a: {field}}}}}}}\n")
