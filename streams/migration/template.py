@@ -154,8 +154,10 @@ def _schema_message(error: jsonschema.ValidationError) -> str:
         branches: dict[Any, list[jsonschema.ValidationError]] = {}
         for sub in error.context:
             branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+        choices: list[Any] = list(error.validator_value) if isinstance(error.validator_value, list) else []
         for index, errors in branches.items():
-            required = error.validator_value[index].get("required", []) if isinstance(index, int) else []
+            branch = choices[index] if isinstance(index, int) and index < len(choices) else {}
+            required = branch.get("required", []) if isinstance(branch, dict) else []
             if any(key in error.instance for key in required):
                 best = jsonschema.exceptions.best_match(errors)
                 assert best is not None
