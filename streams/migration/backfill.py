@@ -33,21 +33,24 @@ WRITE_BATCH = 1000
 
 def plan_chunks(conn: Connection, reader: CollectionReader, chunk_rows: int) -> list[ChunkPlan]:
     """Key ranges (after, upto] of about `chunk_rows` root rows each, found by walking the key index."""
-    key = reader.key_order(conn)
     chunks: list[ChunkPlan] = []
     after: Any = None
-    while True:
-        query = select(key).order_by(key).offset(chunk_rows - 1).limit(1)
-        upto = conn.execute(query if after is None else query.where(key > after)).scalar()
-        if upto is None:
-            break
+    while (upto := next_boundary(conn, reader, after, chunk_rows)) is not None:
         chunks.append(ChunkPlan(reader.collection.name, len(chunks), after, upto, chunk_rows))
         after = upto
     tail = select(func.count()).select_from(reader.key_column.table)
+    key = reader.key_order(conn)
     rest = conn.execute(tail if after is None else tail.where(key > after)).scalar_one()
     if rest:
         chunks.append(ChunkPlan(reader.collection.name, len(chunks), after, None, int(rest)))
     return chunks
+
+
+def next_boundary(conn: Connection, reader: CollectionReader, after: Any, chunk_rows: int) -> Any:
+    """The key `chunk_rows` root rows after `after` (None: fewer are left)."""
+    key = reader.key_order(conn)
+    query = select(key).order_by(key).offset(chunk_rows - 1).limit(1)
+    return conn.execute(query if after is None else query.where(key > after)).scalar()
 
 
 class Pace:
