@@ -10,7 +10,7 @@ from pathlib import Path
 
 import orjson
 
-from benchmarks import apps, cdc_mysql, ceilings, ferretdb_backends, http_source
+from benchmarks import apps, cdc_mysql, ceilings, ferretdb_backends, http_source, migration
 from benchmarks.harness import machine
 
 RESULTS = Path(__file__).parent / "results"
@@ -38,6 +38,7 @@ def main() -> int:
         "http": http_results,
         "cdc_mysql": cdc_mysql_results,
         "ferretdb_backends": ferretdb_backends.run_all(env),
+        "migration": migration.run_all(env),
     }
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{started.strftime('%Y%m%dT%H%M%SZ')}.json"

@@ -161,6 +161,22 @@ class StoreContract:
         store.apply(TRACKS, [Change(key, 1, {"_id": key}) for key in ("b", 10, "a", 2, "10")])
         assert scanned_keys(store) == [2, 10, "10", "a", "b"]
 
+    def test_scan_range_reads_keys_after_and_up_to_in_order_without_tombstones(self, store: DocumentStore) -> None:
+        store.apply(TRACKS, [track(key, 1) for key in range(1, 21)] + [tombstone(8, 2)])
+
+        def keys(after: object, upto: object) -> list[object]:
+            return [doc["_id"] for page in store.scan_range(TRACKS, after, upto, batch_size=3) for doc in page]
+
+        assert keys(5, 10) == [6, 7, 9, 10]
+        assert keys(None, 3) == [1, 2, 3]
+        assert keys(18, None) == [19, 20]
+        assert keys(None, None) == [key for key in range(1, 21) if key != 8]
+
+    def test_scan_since_reads_only_what_was_written_above_a_version(self, store: DocumentStore) -> None:
+        store.apply(TRACKS, [track(key, 1) for key in range(1, 6)])
+        store.apply(TRACKS, [track(4, 7), track(2, 9), tombstone(5, 8)])
+        assert [doc["_id"] for page in store.scan_since(TRACKS, 1) for doc in page] == [2, 4]
+
     def test_scan_and_count_of_an_empty_collection(self, store: DocumentStore) -> None:
         assert list(store.scan("never_written")) == []
         assert store.count("never_written") == 0

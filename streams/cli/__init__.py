@@ -18,11 +18,14 @@ def _register_commands() -> None:
     from streams.cli.app import app
     from streams.cli.catalog import catalog
     from streams.cli.demo import demo
+    from streams.cli.migrate import migrate
     from streams.cli.run import run
     from streams.cli.schema import schema
     from streams.cli.stream import stream
+    from streams.cli.template import template
+    from streams.cli.verify import verify
 
-    for command in (app, catalog, demo, run, schema, stream):
+    for command in (app, catalog, demo, migrate, run, schema, stream, template, verify):
         cli.add_command(command)
 
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, Dialect, ForeignKey, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, DateTime, Dialect, ForeignKey, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -112,3 +112,61 @@ class Release(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     stream: Mapped[Stream] = relationship(back_populates="releases")
+
+
+class MigrationStatus(StrEnum):
+    PLANNING = "planning"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    CANCELLED = "cancelled"
+
+
+class MigrationRun(Base):
+    """One `tuneflow migrate` job: what it reads and writes, through which template, from which snapshot."""
+
+    __tablename__ = "migration_runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    template_path: Mapped[str] = mapped_column(String(1024))
+    template_text: Mapped[str] = mapped_column(Text)
+    source_url: Mapped[str] = mapped_column(Text)
+    target_url: Mapped[str] = mapped_column(Text)
+    database: Mapped[str] = mapped_column(String(64))
+    collections: Mapped[list[str]] = mapped_column(JSON)
+    options: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16))
+    snapshot: Mapped[dict[str, Any] | None]
+    pid: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    chunks: Mapped[list[MigrationChunk]] = relationship(
+        back_populates="run", cascade="all, delete-orphan", passive_deletes=True,
+        order_by="(MigrationChunk.collection, MigrationChunk.number)",
+    )
+
+
+class MigrationChunk(Base):
+    """A key range (after, upto] of one collection's root table; `done` once every document of it was written."""
+
+    __tablename__ = "migration_chunks"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("migration_runs.id", ondelete="CASCADE"), primary_key=True)
+    collection: Mapped[str] = mapped_column(String(64), primary_key=True)
+    number: Mapped[int] = mapped_column(primary_key=True)
+    after: Mapped[Any] = mapped_column(JSON(none_as_null=True), nullable=True)
+    upto: Mapped[Any] = mapped_column(JSON(none_as_null=True), nullable=True)
+    planned_rows: Mapped[int]
+    done: Mapped[bool] = mapped_column(default=False)
+    reads: Mapped[int] = mapped_column(default=0)
+    rows: Mapped[int] = mapped_column(default=0)
+    written: Mapped[int] = mapped_column(default=0)
+    rejected: Mapped[int] = mapped_column(default=0)
+    version: Mapped[int | None] = mapped_column(BigInteger)
+    finished_at: Mapped[datetime | None]
+
+    run: Mapped[MigrationRun] = relationship(back_populates="chunks")

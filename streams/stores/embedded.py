@@ -93,10 +93,27 @@ class EmbeddedStore:
         return int(total)
 
     def scan(self, collection: str, batch_size: int = 1000) -> Iterator[list[dict[str, Any]]]:
+        return self._scan(collection, "", (), batch_size)
+
+    def scan_range(self, collection: str, after: Any, upto: Any,
+                   batch_size: int = 1000) -> Iterator[list[dict[str, Any]]]:
+        where, values = "", []
+        if after is not None:
+            where, values = " AND key > ?", [_encode_key(after)]
+        if upto is not None:
+            where, values = where + " AND key <= ?", [*values, _encode_key(upto)]
+        return self._scan(collection, where, values, batch_size)
+
+    def scan_since(self, collection: str, version: int, batch_size: int = 1000) -> Iterator[list[dict[str, Any]]]:
+        return self._scan(collection, " AND version > ?", (version,), batch_size)
+
+    def _scan(self, collection: str, where: str, values: Sequence[Any],
+              batch_size: int) -> Iterator[list[dict[str, Any]]]:
         table = self._table(collection)
-        cursor = self._db.execute(f'SELECT version, body FROM "{table}" WHERE deleted = 0 ORDER BY key')
+        cursor = self._db.execute(
+            f'SELECT key, version, body FROM "{table}" WHERE deleted = 0{where} ORDER BY key', values)
         while rows := cursor.fetchmany(batch_size):
-            yield [_document(body, version) for version, body in rows]
+            yield [{**_document(body, version), "_id": key} for key, version, body in rows]
 
     def version_of(self, collection: str, key: Any) -> tuple[int, bool] | None:
         """The stored version of `key` and whether it is a tombstone; None if never written."""

@@ -146,10 +146,24 @@ class MongoStore:
             return target.count_documents(VISIBLE)
 
     def scan(self, collection: str, batch_size: int = 1000) -> Iterator[list[Document]]:
+        return self._scan(collection, VISIBLE, batch_size)
+
+    def scan_range(self, collection: str, after: Any, upto: Any, batch_size: int = 1000) -> Iterator[list[Document]]:
+        bounds: Document = {}
+        if after is not None:
+            bounds["$gt"] = after
+        if upto is not None:
+            bounds["$lte"] = upto
+        return self._scan(collection, {**VISIBLE, "_id": bounds} if bounds else VISIBLE, batch_size)
+
+    def scan_since(self, collection: str, version: int, batch_size: int = 1000) -> Iterator[list[Document]]:
+        return self._scan(collection, {**VISIBLE, VERSION_FIELD: {"$gt": version}}, batch_size)
+
+    def _scan(self, collection: str, where: Document, batch_size: int) -> Iterator[list[Document]]:
         target = self._collection(collection)
         batch: list[Document] = []
         with self._translated(f"scan {collection}"), target.find(
-            VISIBLE, sort=[("_id", ASCENDING)], batch_size=batch_size
+            where, sort=[("_id", ASCENDING)], batch_size=batch_size
         ) as cursor:
             for document in cursor:
                 batch.append(document)

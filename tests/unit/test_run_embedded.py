@@ -13,10 +13,13 @@ import orjson
 import pytest
 from sqlalchemy import text
 
+from sources.jdbc import TemplateChunks
 from streams.catalog.dburl import make_engine
 from streams.catalog.generator import generate_catalog
+from streams.migration.source import load_bound
 from streams.migration.verify import verify_tracks
 from streams.stores.embedded import EmbeddedStore
+from tests.migration_oracle import CATALOG_TEMPLATE
 
 TRACKS = 2000
 BROKEN = {7: "duration_ms = -5", 700: "duration_ms = -1", 1999: "disc_no = 0"}
@@ -102,3 +105,33 @@ def test_mistakes_exit_2_with_the_reason(tmp_path: Path, definition: str, messag
     assert result.returncode == 2, result.stderr
     assert result.stderr.splitlines()[-1] == message.format(tmp=tmp_path)
     assert "Traceback" not in result.stderr
+
+
+def test_jdbc_with_a_template_streams_its_documents_which_verify_clean(tmp_path: Path) -> None:
+    legacy = f"sqlite:///{tmp_path / 'legacy.sqlite'}"
+    generate_catalog(legacy, TRACKS, seed=3, chunk_size=500)
+    store = f"embedded://{tmp_path / 'store'}"
+    definition = f"jdbc --url={legacy} --template={CATALOG_TEMPLATE} --chunk-rows=300 | normalize | mongo --uri={store}"
+    result = _tuneflow(tmp_path, "run", definition)
+    assert result.returncode == 0, result.stderr
+    assert f"  mongo          sink       ×1  in {TRACKS:,}  written {TRACKS:,}" in result.stdout
+    verified = _tuneflow(tmp_path, "verify", "--source", legacy, "--target", store, "--template",
+                         str(CATALOG_TEMPLATE), "--collections", "tracks")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_instances_of_a_templated_jdbc_share_its_chunks(tmp_path: Path) -> None:
+    legacy = f"sqlite:///{tmp_path / 'legacy.sqlite'}"
+    generate_catalog(legacy, 1000, seed=5)
+    engine, bound = load_bound(str(CATALOG_TEMPLATE), legacy, ["tracks"])
+    keys: list[list[int]] = []
+    with engine.connect() as conn:
+        for instance in (0, 1):
+            chunks = TemplateChunks(bound.readers["tracks"], 64, 2, instance, None)
+            mine: list[int] = []
+            while not chunks.done:
+                mine += [int(record.key) for record in chunks.next(conn, 100)]
+            keys.append(mine)
+    engine.dispose()
+    assert sorted(keys[0] + keys[1]) == list(range(1, 1001))
+    assert not set(keys[0]) & set(keys[1]) and keys[0][:64] == list(range(1, 65)) and keys[1][0] == 65

@@ -1,0 +1,220 @@
+"""Migration runs and their chunk checkpoints in the platform state: what `migrate status` shows from any shell."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from streams.catalog.dburl import mask_password
+from streams.errors import ConfigError
+from streams.state.models import MigrationChunk, MigrationRun, MigrationStatus, utcnow
+from streams.state.store import StateStore, translate_errors, writer
+from streams.suggest import did_you_mean
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    collection: str
+    number: int
+    after: Any
+    upto: Any
+    planned_rows: int
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """A run as `migrate status` reports it: chunks and rows done of planned, rate and ETA since (re)start."""
+
+    id: str
+    status: str
+    source: str
+    target: str
+    template: str
+    collections: list[str]
+    snapshot: dict[str, Any] | None
+    chunks_done: int
+    chunks: int
+    rows_done: int
+    rows_planned: int
+    rows_per_second: float
+    eta_seconds: float | None
+    alive: bool
+    error: str | None
+    created_at: datetime
+    per_collection: dict[str, dict[str, int]]
+
+    def as_json(self) -> dict[str, Any]:
+        plain = dict(self.__dict__)
+        plain["created_at"] = self.created_at.isoformat()
+        return plain
+
+
+class MigrationRuns:
+    """The `migration_runs` and `migration_chunks` tables of the platform state, one transaction per call."""
+
+    def __init__(self, state: StateStore) -> None:
+        self._state = state
+        self._writer = writer(state.engine)
+
+    @contextlib.contextmanager
+    def _session(self, write: bool = False) -> Iterator[Session]:
+        bind = self._writer if write else self._state.engine
+        with translate_errors(self._state.url), Session(bind, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    def create(self, *, template_path: str, template_text: str, source_url: str, target_url: str, database: str,
+               collections: list[str], options: dict[str, Any]) -> str:
+        run_id = uuid.uuid4().hex[:12]
+        with self._session(write=True) as session:
+            session.add(MigrationRun(id=run_id, template_path=template_path, template_text=template_text,
+                                     source_url=source_url, target_url=target_url, database=database,
+                                     collections=collections, options=options, status=MigrationStatus.PLANNING,
+                                     pid=os.getpid()))
+        return run_id
+
+    def get(self, run_id: str) -> MigrationRun:
+        with self._session() as session:
+            return self._row(session, run_id)
+
+    def _row(self, session: Session, run_id: str) -> MigrationRun:
+        row = session.get(MigrationRun, run_id)
+        if row is None:
+            known = session.scalars(select(MigrationRun.id)).all()
+            raise ConfigError(f"unknown migration '{run_id}'.{did_you_mean(run_id, known)} "
+                              "See `tuneflow migrate list`")
+        return row
+
+    def latest(self) -> str:
+        with self._session() as session:
+            found = session.scalar(select(MigrationRun.id).order_by(MigrationRun.created_at.desc()).limit(1))
+        if found is None:
+            raise ConfigError("no migration has run yet: start one with `tuneflow migrate start`")
+        return found
+
+    def plan(self, run_id: str, chunks: Sequence[ChunkPlan], snapshot: dict[str, Any]) -> None:
+        with self._session(write=True) as session:
+            session.add_all(MigrationChunk(run_id=run_id, collection=c.collection, number=c.number, after=c.after,
+                                           upto=c.upto, planned_rows=c.planned_rows) for c in chunks)
+            row = self._row(session, run_id)
+            row.snapshot = snapshot
+            row.status = MigrationStatus.RUNNING
+
+    def begin(self, run_id: str, snapshot: dict[str, Any]) -> None:
+        """The run goes on in this process, from `snapshot`."""
+        with self._session(write=True) as session:
+            row = self._row(session, run_id)
+            row.status, row.pid, row.error, row.started_at = MigrationStatus.RUNNING, os.getpid(), None, utcnow()
+            row.snapshot = snapshot
+
+    def pending(self, run_id: str) -> list[ChunkPlan]:
+        with self._session() as session:
+            rows = session.scalars(select(MigrationChunk).where(MigrationChunk.run_id == run_id,
+                                                                MigrationChunk.done.is_(False))
+                                   .order_by(MigrationChunk.collection, MigrationChunk.number)).all()
+            return [ChunkPlan(r.collection, r.number, r.after, r.upto, r.planned_rows) for r in rows]
+
+    def started(self, run_id: str, chunk: ChunkPlan) -> None:
+        """Counts a read of the chunk before it begins: a chunk read twice shows `reads` 2."""
+        with self._session(write=True) as session:
+            session.execute(update(MigrationChunk).where(*_chunk_key(run_id, chunk))
+                            .values(reads=MigrationChunk.reads + 1))
+
+    def finished(self, run_id: str, chunk: ChunkPlan, *, rows: int, written: int, rejected: int,
+                 version: int | None) -> None:
+        with self._session(write=True) as session:
+            session.execute(update(MigrationChunk).where(*_chunk_key(run_id, chunk)).values(
+                done=True, rows=rows, written=written, rejected=rejected, version=version, finished_at=utcnow()))
+
+    def end(self, run_id: str, status: MigrationStatus, error: str | None = None) -> None:
+        with self._session(write=True) as session:
+            row = self._row(session, run_id)
+            if row.status != MigrationStatus.CANCELLED:
+                row.status = status
+            row.error = error
+            row.pid = None
+
+    def cancel(self, run_id: str) -> str:
+        with self._session(write=True) as session:
+            row = self._row(session, run_id)
+            if row.status in (MigrationStatus.FINISHED, MigrationStatus.CANCELLED):
+                raise ConfigError(f"migration '{run_id}' is already {row.status}")
+            row.status = MigrationStatus.CANCELLED
+            return row.status
+
+    def status_of(self, run_id: str) -> str:
+        with self._session() as session:
+            return self._row(session, run_id).status
+
+    def ids(self) -> list[str]:
+        with self._session() as session:
+            return list(session.scalars(select(MigrationRun.id).order_by(MigrationRun.created_at)))
+
+    def progress(self, run_id: str) -> RunProgress:
+        with self._session() as session:
+            run = self._row(session, run_id)
+            totals = session.execute(
+                select(MigrationChunk.collection, MigrationChunk.done, func.count(), func.sum(MigrationChunk.rows),
+                       func.sum(MigrationChunk.planned_rows))
+                .where(MigrationChunk.run_id == run_id).group_by(MigrationChunk.collection, MigrationChunk.done)
+            ).all()
+            recent = session.execute(
+                select(func.count(), func.sum(MigrationChunk.rows)).where(
+                    MigrationChunk.run_id == run_id, MigrationChunk.done.is_(True),
+                    MigrationChunk.finished_at >= run.started_at)).one()
+        per: dict[str, dict[str, int]] = {}
+        for collection, done, count, rows, planned in totals:
+            item = per.setdefault(collection, {"chunks": 0, "chunks_done": 0, "rows_done": 0, "rows_planned": 0})
+            item["chunks"] += count
+            item["rows_planned"] += int(rows or 0) if done else int(planned or 0)
+            if done:
+                item["chunks_done"] += count
+                item["rows_done"] += int(rows or 0)
+        rows_done = sum(item["rows_done"] for item in per.values())
+        rows_planned = sum(item["rows_planned"] for item in per.values())
+        elapsed = (utcnow() - run.started_at).total_seconds()
+        rate = float(recent[1] or 0) / elapsed if elapsed > 0 else 0.0
+        alive = run.pid is not None and _alive(run.pid)
+        running = run.status == MigrationStatus.RUNNING and alive
+        eta = (rows_planned - rows_done) / rate if running and rate > 0 else None
+        status = run.status if run.status != MigrationStatus.RUNNING or alive else "stopped"
+        return RunProgress(
+            id=run.id, status=status, source=mask_password(run.source_url), target=mask_password(run.target_url),
+            template=run.template_path, collections=list(run.collections), snapshot=run.snapshot,
+            chunks_done=sum(item["chunks_done"] for item in per.values()),
+            chunks=sum(item["chunks"] for item in per.values()), rows_done=rows_done, rows_planned=rows_planned,
+            rows_per_second=rate if running else 0.0, eta_seconds=eta, alive=alive, error=run.error,
+            created_at=run.created_at, per_collection=per,
+        )
+
+    def chunk_reads(self, run_id: str) -> dict[tuple[str, int], tuple[bool, int]]:
+        """(done, times read) of every chunk: the proof that a resumed run skipped what was finished."""
+        with self._session() as session:
+            rows = session.execute(select(MigrationChunk.collection, MigrationChunk.number, MigrationChunk.done,
+                                          MigrationChunk.reads).where(MigrationChunk.run_id == run_id)).all()
+        return {(c, n): (bool(d), int(r)) for c, n, d, r in rows}
+
+
+def _chunk_key(run_id: str, chunk: ChunkPlan) -> tuple[Any, ...]:
+    return (MigrationChunk.run_id == run_id, MigrationChunk.collection == chunk.collection,
+            MigrationChunk.number == chunk.number)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (killed, not yet reaped by its parent) is not running either.
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split(") ", 1)[-1][:1] != "Z"
+    return True
