@@ -106,9 +106,26 @@ class KubernetesDeployer:
         (schema, admission) by a server-side dry-run apply, creating nothing."""
         objects = build_objects(manifest, release, self.config)
         if validate:
-            for obj in objects:
-                self._apply(obj, dry_run=True)
+            self.validate(objects)
         return masked(objects)
+
+    def validate(self, objects: list[dict[str, Any]]) -> None:
+        """A server-side dry-run apply of each object (the server's own schemas and admission), and a dry-run
+        create of a pod from each workload's template: Pod Security judges pods, not the workloads that make them,
+        so this is where a namespace's profile refuses. Warnings count as refusals (PodSecurity's `warn` mode)."""
+        problems = []
+        for obj in objects:
+            problems += [f"{obj['kind'].lower()}/{obj['metadata']['name']}: {w}" for w in self._apply(obj, True)]
+            if obj["kind"] in WORKLOADS:
+                template = obj["spec"]["template"]
+                pod = {"apiVersion": "v1", "kind": "Pod", "spec": template["spec"],
+                       "metadata": {**template["metadata"], "name": f"{obj['metadata']['name']}-dry-run"}}
+                try:
+                    self._call("POST", self._path("Pod"), [("dryRun", "All"), ("fieldManager", FIELD_MANAGER)], pod)
+                except ConfigError as exc:
+                    problems.append(f"{obj['kind'].lower()}/{obj['metadata']['name']}: {exc}")
+        if problems:
+            raise ConfigError("the Kubernetes API server does not accept the manifests:\n  " + "\n  ".join(problems))
 
     def start_apps(self, manifest: dict[str, Any], labels: Sequence[str], release: int) -> None:
         """Apply the apps' objects and wait until their pods are created (or ready); when the cluster refuses
@@ -217,15 +234,20 @@ class KubernetesDeployer:
         return f"{path}/{name}" if name else path
 
     def _call(self, method: str, path: str, query: list[tuple[str, str]] | None = None, body: Any = None,
-              content_type: str = "application/json") -> Any:
+              content_type: str = "application/json", warnings: list[str] | None = None) -> Any:
+        """One request; the server's `Warning` headers are added to `warnings` when given."""
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
         try:
-            return self.api.call_api(path, method, query_params=query or [], body=body,
-                                     header_params={"Content-Type": content_type, "Accept": "application/json"},
-                                     response_type="object", auth_settings=["BearerToken"],
-                                     _return_http_data_only=True, _request_timeout=30)
+            data, _, headers = self.api.call_api(
+                path, method, query_params=query or [], body=body,
+                header_params={"Content-Type": content_type, "Accept": "application/json"},
+                response_type="object", auth_settings=["BearerToken"], _return_http_data_only=False,
+                _request_timeout=30)
+            if warnings is not None and headers is not None:  # urllib3's HTTPHeaderDict: one entry per header
+                warnings += [_warning_text(w) for w in headers.getlist("Warning")]
+            return data
         except ApiException as exc:
             if exc.status == 404:
                 raise
@@ -234,14 +256,16 @@ class KubernetesDeployer:
             raise ServiceUnavailableError(f"cannot reach the Kubernetes API server "
                                           f"({self.api.configuration.host}): {exc}") from None
 
-    def _apply(self, obj: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
-        """Server-side apply: tuneflow owns the fields it sets, and forces them back if someone changed them."""
+    def _apply(self, obj: dict[str, Any], dry_run: bool = False) -> list[str]:
+        """Server-side apply (tuneflow owns the fields it sets, and forces them back if someone changed them);
+        returns the server's warnings."""
         query = [("fieldManager", FIELD_MANAGER), ("force", "true")]
         if dry_run:
             query.append(("dryRun", "All"))
-        result: dict[str, Any] = self._call("PATCH", self._path(obj["kind"], obj["metadata"]["name"]), query, obj,
-                                            "application/apply-patch+yaml")
-        return result
+        warnings: list[str] = []
+        self._call("PATCH", self._path(obj["kind"], obj["metadata"]["name"]), query, obj,
+                   "application/apply-patch+yaml", warnings)
+        return warnings
 
     def _get(self, kind: str, name: str) -> dict[str, Any] | None:
         from kubernetes.client.exceptions import ApiException
@@ -318,6 +342,12 @@ def _appliable(live: dict[str, Any]) -> dict[str, Any]:
     body = {key: value for key, value in live.items() if key not in ("metadata", "status")}
     body["metadata"] = {key: metadata[key] for key in ("name", "namespace", "labels", "annotations") if key in metadata}
     return body
+
+
+def _warning_text(header: str) -> str:
+    """`299 - "text"` (RFC 7234, as the API server sends it) → text."""
+    code, _, rest = header.partition(" - ")
+    return rest.strip().strip('"').replace('\\"', '"') if code.strip().isdigit() else header
 
 
 def _reason(exc: Any) -> str:
