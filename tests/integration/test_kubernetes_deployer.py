@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
+import yaml
 from kubernetes import client, config
 
 from streams.deployers.kubernetes.manifests import label_value
@@ -74,14 +75,33 @@ def cluster() -> Cluster:
 
 @pytest.fixture
 def cli(tmp_path: Path, kafka_bootstrap: str, cluster: Cluster) -> Iterator[Cli]:
-    tool = Cli(tmp_path)
+    """The CLI as the deployer's service account of deploy/kubernetes/rbac.yaml: its Role must be enough."""
+    tool = Cli(tmp_path, TUNEFLOW_KUBECONFIG=str(_deployer_kubeconfig(cluster, tmp_path)))
     yield tool
     for stream in orjson.loads(tool.ok("list", "--json")):  # whatever a failed test left behind
         tool("undeploy", stream["name"])
 
 
+def _deployer_kubeconfig(cluster: Cluster, directory: Path) -> Path:
+    request = {"spec": {"expirationSeconds": 3600}}
+    token = cluster.core.create_namespaced_service_account_token("tuneflow-deployer", NAMESPACE, request).status.token
+    admin = yaml.safe_load(Path(service_url("kubernetes")).read_text())
+    path = directory / "deployer.kubeconfig"
+    path.touch(mode=0o600)
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "clusters": admin["clusters"],
+        "users": [{"name": "tuneflow-deployer", "user": {"token": token}}],
+        "contexts": [{"name": "deployer", "context": {"cluster": admin["clusters"][0]["name"],
+                                                      "user": "tuneflow-deployer", "namespace": NAMESPACE}}],
+        "current-context": "deployer"}))
+    return path
+
+
 def test_deploy_update_rollback_scale_undeploy(cli: Cli, cluster: Cluster) -> None:
     stream = unique_name("k8s")  # '_' is not allowed in object names: they are cleaned and hashed
+    other = unique_name("k8s")  # a neighbour: nothing of it may move while `stream` changes and goes
+    cli.ok("create", other, "--definition", "http | log")
+    cli.ok("deploy", other, "--platform", "kubernetes")
     cli.ok("create", stream, "--definition",
            f"http | normalize | mongo --uri=mongodb://svc:{PASSWORD}@mongo:27017/catalog --collection=tracks")
     out = cli.ok("deploy", stream, "--platform", "kubernetes")
@@ -119,6 +139,13 @@ def test_deploy_update_rollback_scale_undeploy(cli: Cli, cluster: Cluster) -> No
     assert back.spec.template == before["normalize"].spec.template
     assert back.metadata.labels["tuneflow.io/release"] == "3"
 
+    # a change the namespace refuses: the reason is shown, the app keeps its template, the release is failed
+    refused = cli("update", stream, "--properties", "app.normalize.require-isrc=false",
+                  TUNEFLOW_KUBERNETES_RUN_AS_USER="0")
+    assert refused.returncode != 0 and 'violates PodSecurity "restricted:latest"' in refused.stderr
+    assert cluster.deployment(stream, "normalize").spec.template == before["normalize"].spec.template
+    assert cli.ok("history", stream).splitlines()[-1].split()[:2] == ["4", "failed"]
+
     assert "restarted normalize" in cli.ok("scale", stream, "normalize", "--count", "2")
     [statefulset] = cluster.list("statefulsets", stream)  # two instances: each needs its stable index
     assert statefulset.spec.replicas == 2
@@ -131,6 +158,10 @@ def test_deploy_update_rollback_scale_undeploy(cli: Cli, cluster: Cluster) -> No
     assert cli.ok("undeploy", stream) == f"undeployed stream {stream}: stopped 4 instances\n"
     wait_for(lambda: not cluster.leftovers(stream), 60, "every object of the stream to go")
     assert cli.ok("status", stream) == f"stream {stream}: no instances (not deployed)\n"
+    assert {d.metadata.labels["tuneflow.io/app"] for d in cluster.list("deployments", other)} == {"http", "log"}
+    assert len(cluster.list("pods", other)) == 2
+    cli.ok("destroy", other)  # a deployed stream: undeployed first
+    wait_for(lambda: not cluster.leftovers(other), 60, "every object of the other stream to go")
 
 
 def test_a_pod_spec_the_namespace_refuses_is_named_and_leaves_nothing(cli: Cli, cluster: Cluster) -> None:

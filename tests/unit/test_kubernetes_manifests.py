@@ -72,6 +72,8 @@ def test_long_names_that_differ_only_past_the_cut_stay_apart() -> None:
     names = {object_name(NAME + suffix, "normalize") for suffix in ("a", "b", "-a", "_a")}
     assert len(names) == 4 and all(len(n) <= 63 for n in names)
     assert object_name("Tracks_A", "n") != object_name("tracks-a", "n")
+    assert object_name("a-b", "c") != object_name("a", "b-c")  # the same text joined, two different apps
+    assert object_name("tracks", "normalize") == "tracks-normalize"  # readable where that is unambiguous
     assert label_value("tracks") == "tracks" and len(label_value(NAME)) == 63
 
 

@@ -65,9 +65,13 @@ def fit(text: str, limit: int = NAME_MAX, original: str | None = None) -> str:
 
 def object_name(stream: str, label: str, count: int = 1) -> str:
     """The name every object of one app shares: lower case, '-' for '_', at most 63 characters (52 for a
-    StatefulSet's), unique per stream and label."""
+    StatefulSet's), unique per stream and label.
+
+    `<stream>-<label>` reads back unambiguously only when the stream name holds no '-' or '_' (stream `a-b` with
+    app `c` and stream `a` with app `b-c` would both be `a-b-c`): other names always carry the hash."""
     whole = f"{stream}-{label}"
-    return fit(whole.lower().replace("_", "-"), STATEFULSET_NAME_MAX if count > 1 else NAME_MAX, whole)
+    original = whole if not set("-_") & set(stream) else f"{stream}/{label}"
+    return fit(whole.lower().replace("_", "-"), STATEFULSET_NAME_MAX if count > 1 else NAME_MAX, original)
 
 
 def label_value(text: str) -> str:
@@ -127,8 +131,11 @@ def app_objects(stream: str, app: dict[str, Any], release: int, settings: Kubern
     secret_object = {**meta("Secret", "v1"), "type": "Opaque", "stringData": secret}
     checksum = hashlib.sha256(orjson.dumps([config_map["data"], secret], option=orjson.OPT_SORT_KEYS)).hexdigest()
 
-    template = {"metadata": {"labels": pod_labels,
-                             "annotations": {CHECKSUM_ANNOTATION: checksum, f"{PREFIX}/app-label": app["label"]}},
+    annotations = {CHECKSUM_ANNOTATION: checksum, f"{PREFIX}/app-label": app["label"],
+                   # the common scrape convention; deploy/kubernetes/README.md has the Prometheus job that reads it
+                   "prometheus.io/scrape": "true", "prometheus.io/port": str(HEALTH_PORT),
+                   "prometheus.io/path": "/metrics"}
+    template = {"metadata": {"labels": pod_labels, "annotations": annotations},
                 "spec": _pod_spec(stream, app, name, options, secret, http_port, settings)}
     stateful = app["count"] > 1
     workload = meta("StatefulSet" if stateful else "Deployment", "apps/v1")
