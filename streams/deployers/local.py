@@ -29,6 +29,7 @@ from streams import settings
 from streams.deployers.base import AppInstanceStatus
 from streams.deployers.prometheus_targets import targets_dir, write_targets
 from streams.errors import ServiceUnavailableError
+from streams.masking import is_secret_option
 from streams.platform.properties import memory_mb
 from streams.runtime.metrics import metric_sum
 
@@ -146,8 +147,8 @@ class LocalDeployer:
         return [_app_status(a, b, window_s) for a, b in zip(first, second, strict=True)]
 
     def render(self, manifest: dict[str, Any], release: int, validate: bool = False) -> list[dict[str, Any]]:
-        """The instances `start_apps` would start (each one's command line, passwords masked by the CLI)."""
-        specs = [instance_spec(manifest["stream"], app, index, release)
+        """The instances `start_apps` would start, each one's command line with its secret options masked."""
+        specs = [instance_spec(manifest["stream"], {**app, "options": _masked(app["options"])}, index, release)
                  for app in manifest["apps"] for index in range(app["count"])]
         return [{"instance": s.name, "command": self._command(s, self.root / s.stream / f"{s.record_stem}.port")}
                 for s in specs]
@@ -244,6 +245,10 @@ def instance_spec(stream: str, app: dict[str, Any], index: int, release: int) ->
                         inputs=app["inputs"], output=app["output"], group=app.get("group"), options=app["options"],
                         uri=app["uri"], release=release,
                         memory_mb=memory_mb(app["memory"]) if app.get("memory") else None)
+
+
+def _masked(options: Mapping[str, str]) -> dict[str, str]:
+    return {key: "***" if is_secret_option(key, value) else value for key, value in options.items()}
 
 
 def _app_status(before: InstanceStatus, after: InstanceStatus, window_s: float) -> AppInstanceStatus:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import yaml
 
@@ -136,3 +137,17 @@ def _plan() -> dict[str, Any]:
                      "inputs": [] if kind == "source" else [f"{NAME}.x"], "output": None if kind == "sink" else
                      f"{NAME}.{label}", "count": count, "memory": None})
     return {"stream": NAME, "apps": apps}
+
+
+def test_the_local_platform_prints_its_commands_without_secrets(cli: Run) -> None:
+    result = cli("stream", "deploy", NAME, "--dry-run", "-o", "json")
+    assert result.returncode == 0, result.stderr
+    commands = {i["instance"]: i["command"] for i in orjson.loads(result.stdout)}
+    assert sorted(commands) == ["http-0", "mongo-0", "n1-0", "n2-0", "n3-0"]
+    assert "--uri=***" in commands["mongo-0"] and PASSWORD not in result.stdout
+
+
+def test_an_unknown_platform_is_named(cli: Run) -> None:
+    result = cli("stream", "deploy", NAME, "--platform", "kubernets", "--dry-run")
+    assert result.returncode != 0
+    assert "unknown platform 'kubernets'. Did you mean 'kubernetes'? Platforms: local, kubernetes" in result.stderr

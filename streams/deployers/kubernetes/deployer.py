@@ -10,12 +10,19 @@ StatefulSet).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from kubernetes import config as kube_config  # type: ignore[import-untyped]
+from kubernetes.client import ApiClient  # type: ignore[import-untyped]
+from kubernetes.client.exceptions import ApiException  # type: ignore[import-untyped]
+from urllib3.exceptions import HTTPError
 
 from streams import __version__, settings
 from streams.deployers.base import AppInstanceStatus
@@ -67,8 +74,6 @@ class KubernetesDeployer:
     def from_environment(cls) -> KubernetesDeployer:
         """TUNEFLOW_KUBECONFIG (or KUBECONFIG, or the pod's service account inside a cluster) and
         TUNEFLOW_KUBERNETES_{NAMESPACE,IMAGE,KAFKA_BOOTSTRAP,RUN_AS_USER,SERVICE_ACCOUNT,WAIT}."""
-        from kubernetes import config as kube_config
-
         env = os.environ
         kubeconfig = env.get("TUNEFLOW_KUBECONFIG") or env.get("KUBECONFIG")
         in_cluster = kubeconfig is None and bool(env.get("KUBERNETES_SERVICE_HOST"))
@@ -77,8 +82,6 @@ class KubernetesDeployer:
             namespace = IN_CLUSTER_NAMESPACE.read_text().strip()
 
         def connect() -> Any:
-            from kubernetes.client import ApiClient
-
             try:
                 if in_cluster:
                     kube_config.load_incluster_config()
@@ -236,9 +239,6 @@ class KubernetesDeployer:
     def _call(self, method: str, path: str, query: list[tuple[str, str]] | None = None, body: Any = None,
               content_type: str = "application/json", warnings: list[str] | None = None) -> Any:
         """One request; the server's `Warning` headers are added to `warnings` when given."""
-        from kubernetes.client.exceptions import ApiException
-        from urllib3.exceptions import HTTPError
-
         try:
             data, _, headers = self.api.call_api(
                 path, method, query_params=query or [], body=body,
@@ -268,8 +268,6 @@ class KubernetesDeployer:
         return warnings
 
     def _get(self, kind: str, name: str) -> dict[str, Any] | None:
-        from kubernetes.client.exceptions import ApiException
-
         try:
             found: dict[str, Any] = self._call("GET", self._path(kind, name))
             return found
@@ -286,8 +284,6 @@ class KubernetesDeployer:
         return items
 
     def _delete(self, kind: str, name: str) -> None:
-        from kubernetes.client.exceptions import ApiException
-
         with contextlib.suppress(ApiException):  # already gone
             self._call("DELETE", self._path(kind, name), body={"propagationPolicy": "Background"})
 
@@ -330,8 +326,6 @@ def _app_label(obj: dict[str, Any]) -> str:
 
 
 def _event_time(event: dict[str, Any]) -> float:
-    from datetime import datetime
-
     stamp = event.get("lastTimestamp") or event.get("eventTime") or event["metadata"]["creationTimestamp"]
     return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
 
@@ -351,8 +345,6 @@ def _warning_text(header: str) -> str:
 
 
 def _reason(exc: Any) -> str:
-    import json
-
     try:
         return str(json.loads(exc.body)["message"])
     except (TypeError, ValueError, KeyError):

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from streams.masking import mask_secrets
+from streams.masking import is_secret_option, mask_secrets
 from streams.platform.properties import memory_mb
 
 NAME_MAX = 63
@@ -35,7 +35,6 @@ CHECKSUM_ANNOTATION = f"{PREFIX}/config-checksum"
 POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"  # set on StatefulSet pods since Kubernetes 1.28
 HEALTH_PORT = 8081
 MASK = "***"
-_SECRET_OPTION = re.compile(r"password|passwd|secret|token|credential|api-?key|private-?key", re.IGNORECASE)
 _NOT_LABEL_CHAR = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -85,12 +84,6 @@ def stream_selector(stream: str, labels: Iterable[str] | None = None) -> str:
     if labels is not None:
         selector += f",{APP_LABEL} in ({','.join(sorted(label_value(label) for label in labels))})"
     return selector
-
-
-def is_secret_option(key: str, value: str) -> bool:
-    """Passwords, tokens and keys go into a Secret: by option name, or a URL holding a password."""
-    named = bool(_SECRET_OPTION.search(key)) and not key.endswith("-file")  # a path to a secret is no secret
-    return named or mask_secrets(value) != value
 
 
 def env_name(option: str) -> str:
