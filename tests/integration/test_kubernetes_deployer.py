@@ -165,17 +165,22 @@ def test_deploy_update_rollback_scale_undeploy(cli: Cli, cluster: Cluster) -> No
 
 
 def test_a_pod_spec_the_namespace_refuses_is_named_and_leaves_nothing(cli: Cli, cluster: Cluster) -> None:
-    stream = "tracks-" + unique_name("x" * 70).replace("_", "-")  # 88 characters
+    stream = "tracks-" + unique_name("x" * 72).replace("_", "-")
+    assert len(stream) == 90
     cli.ok("create", stream, "--definition", "http | n1: normalize | n2: normalize | n3: normalize | log")
     # the server's own schemas and admission accept the 5-app stream's objects, Pod Security included
-    assert cli("deploy", stream, "--platform", "kubernetes", "--dry-run=server",
-               "--properties", "deployer.n2.count=3").returncode == 0
+    checked = cli("deploy", stream, "--platform", "kubernetes", "--dry-run=server",
+                  "--properties", "deployer.n2.count=3")
+    assert checked.returncode == 0, checked.stderr
     as_root = {"TUNEFLOW_KUBERNETES_RUN_AS_USER": "0"}
     checked = cli("deploy", stream, "--platform", "kubernetes", "--dry-run=server", **as_root)
     assert checked.returncode != 0 and "runAsUser=0 (pod must not set runAsUser=0)" in checked.stderr
 
-    refused = cli("deploy", stream, "--platform", "kubernetes", **as_root)
+    refused = cli("deploy", stream, "--platform", "kubernetes", "--properties", "deployer.n2.count=3", **as_root)
     assert refused.returncode != 0
-    assert 'is forbidden: violates PodSecurity "restricted:latest": runAsUser=0' in refused.stderr
+    reason = 'is forbidden: violates PodSecurity "restricted:latest": runAsUser=0'
+    assert refused.stderr.count(reason) == 5, refused.stderr  # every app named, the StatefulSet's n2 too
+    assert "the cluster refuses the pods of:\n  deployment/tracks-" in refused.stderr
+    assert "\n  statefulset/tracks-" in refused.stderr
     assert not cluster.leftovers(stream)
     assert orjson.loads(cli.ok("list", "--json"))[0]["status"] == "failed"

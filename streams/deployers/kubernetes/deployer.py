@@ -141,9 +141,7 @@ class KubernetesDeployer:
             for obj in objects:
                 self._apply(obj)
                 applied.append(obj)
-            for obj in objects:
-                if obj["kind"] in WORKLOADS:
-                    self._wait(obj, started)
+            self._wait([o for o in objects if o["kind"] in WORKLOADS], started)
         except Exception:
             self._restore(applied, before)
             raise
@@ -186,30 +184,44 @@ class KubernetesDeployer:
 
     # -- waiting and reasons ---------------------------------------------------------------------------------
 
-    def _wait(self, obj: dict[str, Any], started: float) -> None:
-        kind, name = obj["kind"], obj["metadata"]["name"]
+    def _wait(self, workloads: list[dict[str, Any]], started: float) -> None:
+        """Until every workload's pods are created (or ready); every refusal the cluster gives is named at once."""
         timeout_s = settings.ready_timeout_s()
         deadline = time.monotonic() + timeout_s
-        while True:
-            workload = self._get(kind, name)
-            if workload is not None:
+        waiting = {(o["kind"], o["metadata"]["name"]) for o in workloads}
+        refusals: dict[str, str] = {}
+        while waiting:
+            for kind, name in sorted(waiting):
+                workload = self._get(kind, name)
+                if workload is None:
+                    continue
                 refusal = self._refusal(workload, since=started)
                 if refusal:
-                    raise ConfigError(f"the cluster refuses the pods of {kind.lower()}/{name}: {refusal}")
-                if _rolled_out(workload, self.wait):
-                    return
-            if time.monotonic() > deadline:
+                    refusals[f"{kind.lower()}/{name}"] = refusal
+                if refusal or _rolled_out(workload, self.wait):
+                    waiting.discard((kind, name))
+            if waiting and time.monotonic() > deadline:
+                late = ", ".join(f"{kind.lower()}/{name}" for kind, name in sorted(waiting))
                 raise ServiceUnavailableError(
-                    f"{kind.lower()}/{name}: pods not {self.wait} within {timeout_s:g}s (TUNEFLOW_READY_TIMEOUT_S); "
-                    f"see `tuneflow stream status` and the namespace's events")
-            time.sleep(POLL_S)
+                    f"pods of {late} not {self.wait} within {timeout_s:g}s (TUNEFLOW_READY_TIMEOUT_S); "
+                    "see `tuneflow stream status` and the namespace's events")
+            if waiting:
+                time.sleep(POLL_S)
+        if len(refusals) == 1:
+            [(workload, reason)] = refusals.items()
+            raise ConfigError(f"the cluster refuses the pods of {workload}: {reason}")
+        if refusals:
+            raise ConfigError("the cluster refuses the pods of:\n" + "\n".join(f"  {workload}: {reason}" for
+                                                                             workload, reason in refusals.items()))
 
     def _refusal(self, workload: dict[str, Any], since: float) -> str:
-        """Why the controller could not create the workload's pods (admission, quota), or ''."""
-        for condition in workload.get("status", {}).get("conditions", []):
+        """Why the controller could not create the workload's pods (admission, quota), or ''. A Deployment says
+        so in a condition; a StatefulSet only in events, which count while it lacks pods."""
+        status = workload.get("status", {})
+        for condition in status.get("conditions", []):
             if condition["type"] == "ReplicaFailure" and condition["status"] == "True":
                 return str(condition.get("message", condition.get("reason", "")))
-        if workload["kind"] != "StatefulSet":
+        if workload["kind"] != "StatefulSet" or int(status.get("replicas", 0)) >= int(workload["spec"]["replicas"]):
             return ""
         events = self._list("Event", None, field_selector=f"involvedObject.uid={workload['metadata']['uid']},"
                                                           "reason=FailedCreate")
