@@ -2,6 +2,8 @@
 
 The platform hands a deployer a release's manifest and the app labels to start; it never asks for one deployer by
 name. A stream remembers its platform in its release manifests (`platform`), so later verbs reach the same one.
+The embedded deployer stands outside: it runs a manifest inside `tuneflow run` and ends with that process, with
+no releases to move between.
 """
 
 from __future__ import annotations
