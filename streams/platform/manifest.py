@@ -29,8 +29,7 @@ def build_manifest(definition: StreamDefinition, properties: dict[str, str], reg
         flow = flows[node.label]
         apps.append({"label": node.label, "app": node.app, "kind": record.kind, "version": record.version,
                      "uri": record.uri, "options": options, "inputs": list(flow.inputs), "output": flow.output,
-                     "count": deployment.count, "memory": deployment.memory,
-                     **({"cpu": deployment.cpu} if deployment.cpu else {})})  # absent from older releases
+                     "count": deployment.count, "memory": deployment.memory, "cpu": deployment.cpu})
         if index == 0 and group is not None:
             apps[0]["group"] = group  # `:dest --group=g > app`: the first app reads in that consumer group
     return {"stream": resolved.name, "definition": report.to_json()["definition"], "apps": apps}

@@ -208,11 +208,11 @@ class KubernetesDeployer:
             if waiting:
                 time.sleep(POLL_S)
         if len(refusals) == 1:
-            [(workload, reason)] = refusals.items()
-            raise ConfigError(f"the cluster refuses the pods of {workload}: {reason}")
+            [(refused, reason)] = refusals.items()
+            raise ConfigError(f"the cluster refuses the pods of {refused}: {reason}")
         if refusals:
-            raise ConfigError("the cluster refuses the pods of:\n" + "\n".join(f"  {workload}: {reason}" for
-                                                                             workload, reason in refusals.items()))
+            raise ConfigError("the cluster refuses the pods of:\n" + "\n".join(f"  {refused}: {reason}" for
+                                                                             refused, reason in refusals.items()))
 
     def _refusal(self, workload: dict[str, Any], since: float) -> str:
         """Why the controller could not create the workload's pods (admission, quota), or ''. A Deployment says
