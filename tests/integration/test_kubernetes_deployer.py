@@ -4,8 +4,12 @@ created and admitted by the namespace's Pod Security "restricted", and stay Pend
 from __future__ import annotations
 
 import os
+import re
+import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +19,7 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from streams.deployers.kubernetes.manifests import label_value
+from streams.deployers.kubernetes.manifests import KubernetesSettings, build_objects, label_value
 from tests.integration.processes import wait_for
 from tests.integration.services import service_url, unique_name
 
@@ -184,3 +188,45 @@ def test_a_pod_spec_the_namespace_refuses_is_named_and_leaves_nothing(cli: Cli, 
     assert "\n  statefulset/tracks-" in refused.stderr
     assert not cluster.leftovers(stream)
     assert orjson.loads(cli.ok("list", "--json"))[0]["status"] == "failed"
+
+
+def test_a_pods_command_line_runs_the_app(tmp_path: Path, kafka_bootstrap: str) -> None:
+    """No kubelet here: run a Deployment's container as a kubelet would (env from the ConfigMap and the Secret,
+    `$(VAR)` expanded in the arguments) on this machine, and ask its /readyz."""
+    manifest = {"stream": unique_name("pod"), "apps": [{
+        "label": "normalize", "app": "normalize", "kind": "processor", "version": "0.1.0",
+        "uri": "python:processors.normalize:Normalize", "options": {"require-isrc": "true"}, "inputs": ["raw"],
+        "output": "clean", "count": 1, "memory": "256m", "cpu": None}]}
+    objects = build_objects(manifest, 1, KubernetesSettings(kafka_bootstrap=kafka_bootstrap))
+    [config] = [o["data"] for o in objects if o["kind"] == "ConfigMap"]
+    [workload] = [o for o in objects if o["kind"] == "Deployment"]
+    [container] = workload["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] if "value" in e else config[e["valueFrom"]["configMapKeyRef"]["key"]]
+           for e in container["env"]}
+    args = [re.sub(r"\$\((\w+)\)", lambda m: env[m[1]], arg) for arg in container["args"]]
+    port = _free_port()
+    args[args.index("--port") + 1] = str(port)  # the pod's own network namespace is this machine's here
+    env.update(HOME=str(tmp_path), TUNEFLOW_HOME=str(tmp_path))
+    app = subprocess.Popen([sys.executable, "-m", "streams.cli", *args], env={**os.environ, **env},
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        probe = container["readinessProbe"]["httpGet"]["path"]
+        wait_for(lambda: _http_status(f"http://127.0.0.1:{port}{probe}") == 200, 60, "the app to be ready")
+        assert "--require-isrc=true" in args and "--instance" in args and args[args.index("--instance") + 1] == "0"
+    finally:
+        app.terminate()
+        assert app.wait(60) == 0, app.stderr.read() if app.stderr else ""
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as error:
+        return error.code
