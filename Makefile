@@ -25,7 +25,7 @@ venv: $(BIN)/.installed  ## create or refresh the virtualenv (.venv)
 demo: venv  ## the main job on embedded defaults (no services needed)
 	$(BIN)/tuneflow demo
 
-stack-up:  ## install (cached) and start Kafka, FerretDB, PostgreSQL, MariaDB, Prometheus on 127.0.0.1
+stack-up:  ## install (cached) and start Kafka, FerretDB, PostgreSQL, MariaDB, Prometheus, Kubernetes on 127.0.0.1
 	$(STACK) up
 
 stack-down:  ## stop what stack-up started

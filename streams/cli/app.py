@@ -126,6 +126,8 @@ def _app_json(record: AppRecord) -> dict[str, object]:
 @click.option("--exactly-once", is_flag=True, help="Kafka transactions for Kafka-to-Kafka processors.")
 @click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
               help="Port of /metrics, /healthz, /readyz (0 picks a free one).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address of /metrics, /healthz, /readyz (0.0.0.0 in a pod, where the kubelet probes them).")
 @click.option("--port-file", type=click.Path(dir_okay=False),
               help="Write the HTTP port here once it listens (how a deployer learns a port picked with --port 0).")
 @click.option("--log-level", default="INFO", show_default=True, help="DEBUG, INFO, WARNING or ERROR.")
@@ -135,7 +137,7 @@ def _app_json(record: AppRecord) -> dict[str, object]:
 def run(name: str, kind: str | None, uri: str | None, stream: str, label: str | None, instance: int,
         inputs: tuple[str, ...],
         output: str | None, group: str | None, binder_name: str, batch_size: int, batch_timeout_ms: int,
-        commit_interval_ms: int, exactly_once: bool, port: int, port_file: str | None,
+        commit_interval_ms: int, exactly_once: bool, port: int, host: str, port_file: str | None,
         log_level: str, max_memory_mb: int | None, app_options: tuple[str, ...]) -> int:
     """Run one instance of app NAME until SIGTERM. App options follow as --key=value.
 
@@ -159,5 +161,5 @@ def run(name: str, kind: str | None, uri: str | None, stream: str, label: str | 
     options = parse_option_tokens([t for t in app_options if t != "--"])
     binder = create_binder(binder_name, bootstrap=settings.kafka_bootstrap()) if binder_name == "kafka" \
         else create_binder(binder_name)
-    instance = build_instance(name, app_class.kind, options, spec, binder, port=port, uri=uri)
+    instance = build_instance(name, app_class.kind, options, spec, binder, port=port, host=host, uri=uri)
     return run_instance(instance, port_file, max_memory_mb)

@@ -10,6 +10,7 @@ import orjson
 
 from streams.cli.watch import watch as watch_stream
 from streams.dag import check
+from streams.deployers.base import Deployer
 from streams.dsl import check_stream_name, parse
 from streams.errors import ConfigError
 from streams.masking import mask_secrets
@@ -58,7 +59,14 @@ def _service() -> StreamService:
     from streams.deployers.local import LocalDeployer
     from streams.state import open_state
 
-    return StreamService(open_state(), LocalDeployer(settings.home()), lambda: create_binder("kafka"))
+    return StreamService(open_state(), LocalDeployer(settings.home()), lambda: create_binder("kafka"),
+                         platforms={"kubernetes": _kubernetes})
+
+
+def _kubernetes() -> Deployer:
+    from streams.deployers.kubernetes.deployer import KubernetesDeployer
+
+    return KubernetesDeployer.from_environment()
 
 
 def _echo(text: str) -> None:
@@ -98,14 +106,41 @@ def create(name: str, definition: str, description: str | None, and_deploy: bool
 @stream.command("deploy")
 @click.argument("name")
 @click.option("--properties", help='Deployment properties "k=v,…": deployer.<app|*>.count, deployer.<app>.memory, '
-                                   "app.<app|*>.<option>, version.<app>.")
+                                   "deployer.<app>.cpu, app.<app|*>.<option>, version.<app>.")
 @click.option("--properties-file", type=click.Path(exists=True, dir_okay=False), help="One key=value per line.")
-def deploy(name: str, properties: str | None, properties_file: str | None) -> None:
-    """Start every app of the stream as its own processes; reuses the last properties when none are given."""
+@click.option("--platform", default="local", show_default=True,
+              help="Where the apps run: local (processes on this machine) or kubernetes (TUNEFLOW_KUBECONFIG).")
+@click.option("--dry-run", type=click.Choice(["client", "server"]), is_flag=False, flag_value="client",
+              help="Print what would be deployed, change nothing; `--dry-run=server` also has the platform check it "
+                   "(Kubernetes: a server-side dry-run apply, schema and admission).")
+@click.option("-o", "--output", "form", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True,
+              help="With --dry-run: how to print it.")
+def deploy(name: str, properties: str | None, properties_file: str | None, platform: str, dry_run: str | None,
+           form: str) -> None:
+    """Start every app of the stream (as processes, or as Kubernetes workloads with --platform kubernetes);
+    reuses the last properties when none are given. Secrets are never printed.
+
+    \b
+    Examples:
+      tuneflow stream deploy t1 --properties "deployer.normalize.count=2"
+      tuneflow stream deploy t1 --platform kubernetes --dry-run -o yaml
+    """
     raw, parsed = _properties(properties, properties_file)
-    release = _service().deploy(name, raw, parsed)
+    service = _service()
+    if dry_run is not None:
+        manifest, number = service.plan(name, raw, parsed, platform)
+        objects = service.deployer_for(platform).render(manifest, number, validate=dry_run == "server")
+        if form == "json":
+            _echo_json(objects)
+        else:
+            import yaml
+
+            _echo(yaml.safe_dump_all(objects, sort_keys=False).rstrip("\n"))
+        return
+    release = service.deploy(name, raw, parsed, platform)
     counts = ", ".join(f"{a['label']}×{a['count']}" for a in release.manifest["apps"])
-    _echo(f"deployed stream {name} (release {release.number}): {counts}")
+    where = "" if platform == "local" else f" on {platform}"
+    _echo(f"deployed stream {name}{where} (release {release.number}): {counts}")
 
 
 @stream.command("undeploy")
@@ -113,7 +148,7 @@ def deploy(name: str, properties: str | None, properties_file: str | None) -> No
 def undeploy(name: str) -> None:
     """Stop every instance of the stream (each drains, flushes and commits first)."""
     stopped = _service().undeploy(name)
-    _echo(f"undeployed stream {name}: stopped {len(stopped)} instance{'s' if len(stopped) != 1 else ''}")
+    _echo(f"undeployed stream {name}: stopped {stopped} instance{'s' if stopped != 1 else ''}")
 
 
 @stream.command("destroy")
@@ -161,7 +196,8 @@ def info(name: str, as_json: bool) -> None:
 @click.option("--watch", is_flag=True, help="Redraw a live view every second (per-app rates, lag and its trend, "
                                             "instances up) until Ctrl-C.")
 def status(name: str, as_json: bool, watch: bool) -> None:
-    """Each instance as its own /healthz and /metrics report it now: up/down, ready, rates over 1 s, lag."""
+    """Each instance as its own /healthz and /metrics report it now: up/down, ready, rates over 1 s, lag; on
+    Kubernetes, each pod as the API server reports it, and the reason a workload's pods are refused."""
     if watch:
         if as_json:
             raise click.UsageError("--watch draws for a person; use --json alone for a machine")
@@ -175,6 +211,13 @@ def status(name: str, as_json: bool, watch: bool) -> None:
         return
     if not instances:
         _echo(f"stream {name}: no instances (not deployed)")
+        return
+    if all(i.pid == 0 for i in instances):  # a platform of its own (pods): names and reasons, not pids
+        _echo(f"{'app':<14} {'state':<9} {'ready':<6} name")
+        for i in instances:
+            _echo(f"{i.label:<14} {i.state:<9} {'yes' if i.ready else 'no':<6} {i.name}")
+            if i.detail:
+                _echo(f"{'':<14} {i.detail}")
         return
     _echo(f"{'app':<14} {'pid':>7} {'state':<9} {'in/s':>9} {'out/s':>9} {'failed/s':>9} {'lag':>8}")
     for i in instances:

@@ -21,11 +21,16 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 
+from streams import settings
+from streams.deployers.base import AppInstanceStatus
 from streams.deployers.prometheus_targets import targets_dir, write_target_file, write_targets
 from streams.errors import ServiceUnavailableError
+from streams.masking import is_secret_option
+from streams.platform.properties import memory_mb
 from streams.runtime.metrics import metric_sum
 
 STOP_TIMEOUT_S = 30.0
@@ -97,6 +102,66 @@ class LocalDeployer:
         self.root = home / "streams"
         self.python = python
         self.targets = targets if targets is not None else targets_dir(home)
+
+    # -- the deployer protocol (streams.deployers.base) -------------------------------------------------------
+
+    def start_apps(self, manifest: dict[str, Any], labels: Sequence[str], release: int) -> None:
+        """Start the instances of `labels`, sinks first and sources last, so each app's readers are there; all
+        ready within TUNEFLOW_READY_TIMEOUT_S, or none left running."""
+        started: list[Instance] = []
+        try:
+            for app in reversed(manifest["apps"]):
+                if app["label"] in labels:
+                    started += [self.start(instance_spec(manifest["stream"], app, index, release))
+                                for index in range(app["count"])]
+            timeout_s = settings.ready_timeout_s()
+            for instance in started:
+                if not self.wait_ready(instance, timeout_s):
+                    raise ServiceUnavailableError(self.not_ready(instance, timeout_s))
+        except Exception:
+            for instance in started:
+                self.stop(instance)
+            raise
+
+    def stop_apps(self, stream: str, labels: Sequence[str] | None = None, before: int | None = None) -> int:
+        """Stop the instances of `labels` (all when None) from releases before `before` (any when None); the
+        whole stream's stop takes its autoscaler first, so it scales nothing back up."""
+        if labels is None:
+            self.stop_autoscaler(stream)
+        going = [i for i in self.instances(stream)
+                 if (labels is None or i.label in labels) and (before is None or i.release < before)]
+        for instance in going:
+            self.stop(instance)
+        return len(going)
+
+    def follow_autoscale(self, stream: str, manifest: dict[str, Any]) -> None:
+        """An autoscaler process runs beside the stream while any of its apps has `deployer.<app>.autoscale`."""
+        if any(app.get("autoscale") for app in manifest["apps"]):
+            self.start_autoscaler(stream)
+        else:
+            self.stop_autoscaler(stream)
+
+    def deployed(self, stream: str) -> bool:
+        return bool(self.instances(stream))
+
+    def running(self, stream: str) -> bool:
+        return any(self.status(i).state != "down" for i in self.instances(stream))
+
+    def stream_status(self, stream: str, window_s: float) -> list[AppInstanceStatus]:
+        """Each instance as its own endpoints report it now; rates over `window_s`."""
+        instances = self.instances(stream)
+        first = [self.status(i) for i in instances]
+        if instances and window_s > 0:
+            time.sleep(window_s)
+        second = [self.status(i) for i in instances] if window_s > 0 else first
+        return [_app_status(a, b, window_s) for a, b in zip(first, second, strict=True)]
+
+    def render(self, manifest: dict[str, Any], release: int, validate: bool = False) -> list[dict[str, Any]]:
+        """The instances `start_apps` would start, each one's command line with its secret options masked."""
+        specs = [instance_spec(manifest["stream"], {**app, "options": _masked(app["options"])}, index, release)
+                 for app in manifest["apps"] for index in range(app["count"])]
+        return [{"instance": s.name, "command": self._command(s, self.root / s.stream / f"{s.record_stem}.port")}
+                for s in specs]
 
     # -- start and stop --------------------------------------------------------------------------------------
 
@@ -227,6 +292,28 @@ class LocalDeployer:
 
     def _record_path(self, instance: Instance) -> Path:
         return self.root / instance.stream / f"{instance.label}-{instance.index}.r{instance.release}.json"
+
+
+def instance_spec(stream: str, app: dict[str, Any], index: int, release: int) -> InstanceSpec:
+    """Instance `index` of one app of a release's manifest."""
+    return InstanceSpec(stream=stream, label=app["label"], app=app["app"], kind=app["kind"], index=index,
+                        inputs=app["inputs"], output=app["output"], group=app.get("group"), options=app["options"],
+                        uri=app["uri"], release=release,
+                        memory_mb=memory_mb(app["memory"]) if app.get("memory") else None)
+
+
+def _masked(options: Mapping[str, str]) -> dict[str, str]:
+    return {key: "***" if is_secret_option(key, value) else value for key, value in options.items()}
+
+
+def _app_status(before: InstanceStatus, after: InstanceStatus, window_s: float) -> AppInstanceStatus:
+    def rate(field: str) -> float:
+        return max(0.0, getattr(after, field) - getattr(before, field)) / window_s if window_s > 0 else 0.0
+
+    instance = after.instance
+    return AppInstanceStatus(instance.label, instance.index, instance.pid, instance.port, after.state, after.ready,
+                             after.records_in, after.records_out, after.records_failed, rate("records_in"),
+                             rate("records_out"), rate("records_failed"), after.lag, name=f"pid {instance.pid}")
 
 
 def stop_process(pid: int, timeout_s: float = STOP_TIMEOUT_S) -> bool:

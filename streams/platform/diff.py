@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # The manifest fields of an app that make an update restart it, in the order a diff shows them.
-_FIELDS = ("app", "kind", "version", "uri", "options", "inputs", "group", "output", "count", "memory", "autoscale")
+_FIELDS = ("app", "kind", "version", "uri", "options", "inputs", "group", "output", "count", "memory", "cpu",
+           "autoscale")
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ def build_manifest(definition: StreamDefinition, properties: dict[str, str], reg
             count = min(max(count, autoscale.min), autoscale.max)
         apps.append({"label": node.label, "app": node.app, "kind": record.kind, "version": record.version,
                      "uri": record.uri, "options": options, "inputs": list(flow.inputs), "output": flow.output,
-                     "count": count, "memory": deployment.memory,
+                     "count": count, "memory": deployment.memory, "cpu": deployment.cpu,
                      "autoscale": asdict(autoscale) if autoscale is not None else None})
         if index == 0 and group is not None:
             apps[0]["group"] = group  # `:dest --group=g > app`: the first app reads in that consumer group

@@ -1,4 +1,4 @@
-"""Deployment properties as in SCDF: `deployer.<app|*>.count`, `deployer.<app|*>.memory`, `app.<app|*>.<option>`,
+"""Deployment properties as in SCDF: `deployer.<app|*>.count`, `.memory`, `.cpu`, `app.<app|*>.<option>`,
 `version.<app>`, given as "k=v,k=v" (values with commas in quotes) or as a file of `k=v` lines; and tuneflow's
 `deployer.<app>.autoscale=MIN..MAX` with `deployer.<app>.autoscale-lag` and `deployer.<app>.autoscale-cooldown`."""
 
@@ -14,8 +14,9 @@ from streams.suggest import did_you_mean
 
 _PAIR = re.compile(r"""\s*([^=,\s]+)\s*=\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^,]*)\s*(?:,|$)""")
 _MEMORY = re.compile(r"^[1-9][0-9]*[kmgKMG]?$")
+_CPU = re.compile(r"^(?:[1-9][0-9]*m|[0-9]+(?:\.[0-9]{1,3})?)$")
 _RANGE = re.compile(r"^([1-9][0-9]*)\.\.([1-9][0-9]*)$")
-DEPLOYER_KEYS = ("count", "memory", "autoscale", "autoscale-lag", "autoscale-cooldown")
+DEPLOYER_KEYS = ("count", "memory", "cpu", "autoscale", "autoscale-lag", "autoscale-cooldown")
 DEFAULT_AUTOSCALE_LAG = 1000  # records of lag one instance is expected to carry
 DEFAULT_AUTOSCALE_COOLDOWN_S = 30.0
 
@@ -36,6 +37,7 @@ class AppDeployment:
 
     count: int = 1
     memory: str | None = None
+    cpu: str | None = None  # Kubernetes CPU units: 500m, 0.5, 2 (requests and limits on Kubernetes)
     version: str | None = None
     options: dict[str, str] = field(default_factory=dict)
     autoscale: Autoscale | None = None
@@ -98,7 +100,7 @@ def per_app(properties: dict[str, str], labels: Sequence[str]) -> dict[str, AppD
         prefix, target, name = _split_key(key)
         if prefix not in ("deployer", "app", "version") or not target:
             raise ConfigError(f"unknown deployment property '{key}': use deployer.<app>.count, "
-                              "deployer.<app>.memory, app.<app>.<option> or version.<app>")
+                              "deployer.<app>.memory, deployer.<app>.cpu, app.<app>.<option> or version.<app>")
         if target != "*" and target not in deployments:
             raise ConfigError(f"deployment property '{key}' names no app of the stream.{did_you_mean(target, labels)}"
                               f" Apps: {', '.join(labels)}")
@@ -131,6 +133,10 @@ def _apply(deployment: AppDeployment, prefix: str, name: str, value: str, key: s
         if not _MEMORY.match(value):
             raise ConfigError(f"deployment property '{key}' must be a size like 512m or 1g, got {value!r}")
         deployment.memory = value
+    elif name == "cpu":
+        if not _CPU.match(value) or value.strip("0.m") == "":
+            raise ConfigError(f"deployment property '{key}' must be CPU units like 500m, 0.5 or 2, got {value!r}")
+        deployment.cpu = value
     elif name == "autoscale":
         bounds = _RANGE.match(value)
         if bounds is None or int(bounds[1]) > int(bounds[2]):

@@ -3,25 +3,26 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from streams import settings
 from streams.binders.base import Binder
 from streams.dag import Catalog, check
-from streams.deployers.local import Instance, InstanceSpec, InstanceStatus, LocalDeployer
+from streams.deployers.base import AppInstanceStatus, Deployer
 from streams.dsl import StreamDefinition, parse
-from streams.errors import ConfigError, ServiceUnavailableError
+from streams.errors import ConfigError
 from streams.platform.diff import ReleaseDiff, diff_manifests
 from streams.platform.manifest import build_manifest
-from streams.platform.properties import format_properties, memory_mb, split_by_labels
+from streams.platform.properties import format_properties, split_by_labels
 from streams.registry import Registry
 from streams.state import ReleaseRecord, ReleaseStatus, StateStore, StreamRecord, StreamStatus
 from streams.suggest import did_you_mean
 
 RATE_WINDOW_S = 1.0
 DRAIN_POLL_S = 0.5
+DEFAULT_PLATFORM = "local"
 
 
 @dataclass(frozen=True)
@@ -44,29 +45,41 @@ class Redefinition:
     dropped_properties: list[str]
 
 
-@dataclass(frozen=True)
-class AppInstanceStatus:
-    label: str
-    index: int
-    pid: int
-    port: int
-    state: str
-    ready: bool
-    records_in: float
-    records_out: float
-    records_failed: float
-    in_per_s: float
-    out_per_s: float
-    failed_per_s: float
-    lag: float
+__all__ = ["AppInstanceStatus", "Redefinition", "StreamService", "Switch"]
 
 
 class StreamService:
-    def __init__(self, state: StateStore, deployer: LocalDeployer, binder: Callable[[], Binder]) -> None:
+    """`deployer` runs streams on the default platform (local processes); `platforms` adds others by the name a
+    user gives (`--platform kubernetes`), each built only when a stream asks for it."""
+
+    def __init__(self, state: StateStore, deployer: Deployer, binder: Callable[[], Binder],
+                 platforms: Mapping[str, Callable[[], Deployer]] | None = None) -> None:
         self.state = state
         self.deployer = deployer
         self._binder = binder
+        self._platforms = dict(platforms or {})
+        self._built: dict[str, Deployer] = {DEFAULT_PLATFORM: deployer}
         self.registry = Registry(state)
+
+    @property
+    def platforms(self) -> list[str]:
+        return [DEFAULT_PLATFORM, *sorted(self._platforms)]
+
+    def deployer_for(self, platform: str) -> Deployer:
+        if platform not in self._built:
+            if platform not in self._platforms:
+                raise ConfigError(f"unknown platform '{platform}'.{did_you_mean(platform, self.platforms)} "
+                                  f"Platforms: {', '.join(self.platforms)}")
+            self._built[platform] = self._platforms[platform]()
+        return self._built[platform]
+
+    def platform_of(self, name: str) -> str:
+        """Where the stream's latest release went (the default platform before its first deploy)."""
+        latest = self.state.latest_release(name)
+        return str(latest.manifest.get("platform", DEFAULT_PLATFORM)) if latest is not None else DEFAULT_PLATFORM
+
+    def _deployer_of(self, name: str) -> Deployer:
+        return self.deployer_for(self.platform_of(name))
 
     # -- definitions -----------------------------------------------------------------------------------------
 
@@ -76,7 +89,7 @@ class StreamService:
 
     def destroy(self, name: str) -> StreamRecord:
         self.state.get_stream(name)  # an unknown name fails before anything is stopped
-        if self.deployer.instances(name):
+        if self._deployer_of(name).deployed(name):
             self.undeploy(name)
         return self.state.delete_stream(name)
 
@@ -86,31 +99,41 @@ class StreamService:
 
     # -- deployment ------------------------------------------------------------------------------------------
 
-    def deploy(self, name: str, raw: str | None = None, properties: dict[str, str] | None = None) -> ReleaseRecord:
-        """Deploy with these properties, or with the ones kept from the last deploy when none are given."""
+    def plan(self, name: str, raw: str | None = None, properties: dict[str, str] | None = None,
+             platform: str = DEFAULT_PLATFORM) -> tuple[dict[str, Any], int]:
+        """The manifest and release number a deploy would make, changing nothing."""
         stream = self.state.get_stream(name)
-        if any(self.deployer.status(i).state != "down" for i in self.deployer.instances(name)):
-            raise ConfigError(f"stream '{name}' is already deployed: change it with `tuneflow stream update {name}`, "
-                              f"or undeploy it first")
+        self.deployer_for(platform)  # an unknown platform fails first
         if properties is None:
             raw, properties = stream.deployment_properties_raw, dict(stream.deployment_properties or {})
         definitions = self.definitions()
         manifest = build_manifest(definitions[name], properties, self.registry, definitions)
         manifest["deployment_properties"] = {"raw": raw or "", "parsed": properties}
-        self.state.save_deployment_properties(name, raw or "", properties)
+        manifest["platform"] = platform
+        return manifest, self._next_release(name)
+
+    def deploy(self, name: str, raw: str | None = None, properties: dict[str, str] | None = None,
+               platform: str = DEFAULT_PLATFORM) -> ReleaseRecord:
+        """Deploy with these properties, or with the ones kept from the last deploy when none are given."""
+        if self._deployer_of(name).running(name):
+            raise ConfigError(f"stream '{name}' is already deployed: change it with `tuneflow stream update {name}`, "
+                              f"or undeploy it first")
+        manifest, release = self.plan(name, raw, properties, platform)
+        deployer = self.deployer_for(platform)
+        parsed = manifest["deployment_properties"]
+        self.state.save_deployment_properties(name, parsed["raw"], parsed["parsed"])
         self.state.set_stream_status(name, StreamStatus.DEPLOYING)
-        release = self._next_release(name)
         try:
             self._ensure_topics(manifest)
-            self._start(manifest, [app["label"] for app in manifest["apps"]], release)
+            deployer.start_apps(manifest, [app["label"] for app in manifest["apps"]], release)
         except Exception:
             self.state.set_stream_status(name, StreamStatus.FAILED)
             self.state.add_release(name, manifest, ReleaseStatus.FAILED)
             raise
         self.state.set_stream_status(name, StreamStatus.DEPLOYED)
-        release = self.state.add_release(name, manifest, ReleaseStatus.DEPLOYED)
+        record = self.state.add_release(name, manifest, ReleaseStatus.DEPLOYED)
         self._follow_autoscale(name, manifest)
-        return release
+        return record
 
     def _ensure_topics(self, manifest: dict[str, Any]) -> dict[str, tuple[int, int]]:
         """The stream's topics — what its apps write and what they read, named destinations and taps included — with
@@ -130,26 +153,6 @@ class StreamService:
     def _next_release(self, name: str) -> int:
         latest = self.state.latest_release(name)
         return 1 if latest is None else latest.number + 1
-
-    def _start(self, manifest: dict[str, Any], labels: list[str], release: int) -> list[Instance]:
-        """Start the apps `labels` of the manifest, sinks first and sources last, so each app's readers are
-        there; all ready, or none left running."""
-        started: list[Instance] = []
-        try:
-            for app in reversed(manifest["apps"]):
-                if app["label"] not in labels:
-                    continue
-                for index in range(app["count"]):
-                    started.append(self.deployer.start(_spec(manifest["stream"], app, index, release)))
-            timeout_s = settings.ready_timeout_s()
-            for instance in started:
-                if not self.deployer.wait_ready(instance, timeout_s):
-                    raise ServiceUnavailableError(self.deployer.not_ready(instance, timeout_s))
-        except Exception:
-            for instance in started:
-                self.deployer.stop(instance)
-            raise
-        return started
 
     # -- changes to a running stream -------------------------------------------------------------------------
 
@@ -241,7 +244,7 @@ class StreamService:
 
     def _running_release(self, name: str) -> ReleaseRecord | None:
         deployed = [r for r in self.state.releases(name) if r.status == ReleaseStatus.DEPLOYED]
-        if not deployed or not self.deployer.instances(name):
+        if not deployed or not self._deployer_of(name).deployed(name):
             return None
         return deployed[-1]
 
@@ -258,18 +261,21 @@ class StreamService:
         When a new instance never becomes ready, the old ones keep running and the release is recorded failed.
         """
         current = self._deployed_release(name)
+        platform = str(current.manifest.get("platform", DEFAULT_PLATFORM))
+        manifest = {**manifest, "platform": platform}  # a rollback stays where the stream runs now
         diff = diff_manifests(current.manifest, manifest)
         if diff.empty:
             raise ConfigError(f"nothing to change: release {current.number} of stream '{name}' already runs that")
         release = self._next_release(name)
-        old = self.deployer.instances(name)
+        deployer = self.deployer_for(platform)
         try:
             grown = self._ensure_topics(manifest)
-            self._start(manifest, diff.restarted, release)
+            deployer.start_apps(manifest, diff.restarted, release)
         except Exception:
             self.state.add_release(name, manifest, ReleaseStatus.FAILED)
             raise
-        undrained = self._retire(name, old, current.manifest, manifest, set(diff.restarted) | set(diff.removed))
+        undrained = self._retire(deployer, name, release, current.manifest, manifest,
+                                 set(diff.restarted) | set(diff.removed))
         kept = manifest["deployment_properties"]  # a rollback brings back the properties of its release too
         self.state.save_deployment_properties(name, kept["raw"], kept["parsed"])
         if manifest["definition"] != self.state.get_stream(name).canonical:
@@ -278,10 +284,10 @@ class StreamService:
         self._follow_autoscale(name, manifest)
         return switch
 
-    def _retire(self, name: str, running: list[Instance], old: dict[str, Any], new: dict[str, Any],
+    def _retire(self, deployer: Deployer, name: str, release: int, old: dict[str, Any], new: dict[str, Any],
                 labels: set[str]) -> dict[str, int]:
-        """Stop the old instances of `labels`, upstream first, so each one's readers can take what it flushed;
-        returns the records left unread in topics that no app reads any more."""
+        """Stop what runs of `labels` from releases before `release`, upstream first, so each one's readers can
+        take what it flushed; returns the records left unread in topics that no app reads any more."""
         read_by_new = {topic for app in new["apps"] for topic in app["inputs"]}
         undrained: dict[str, int] = {}
         for app in old["apps"]:
@@ -292,9 +298,7 @@ class StreamService:
                 left = self._drain(app.get("group") or name, orphaned)
                 if left:
                     undrained[", ".join(orphaned)] = left
-            for instance in running:
-                if instance.label == app["label"]:
-                    self.deployer.stop(instance)
+            deployer.stop_apps(name, [app["label"]], before=release)
         return undrained
 
     def _drain(self, group: str, topics: list[str]) -> int:
@@ -309,13 +313,10 @@ class StreamService:
         finally:
             binder.close()
 
-    def undeploy(self, name: str) -> list[Instance]:
-        """Stop every instance of the stream (each drains and commits); returns what was stopped."""
+    def undeploy(self, name: str) -> int:
+        """Stop every instance of the stream (each drains and commits); returns how many went."""
         self.state.get_stream(name)
-        self.deployer.stop_autoscaler(name)  # first, so it scales nothing back up
-        stopped = self.deployer.instances(name)
-        for instance in stopped:
-            self.deployer.stop(instance)
+        stopped = self._deployer_of(name).stop_apps(name)
         latest = self.state.latest_release(name)
         if latest is not None and latest.status == ReleaseStatus.DEPLOYED:
             self.state.set_release_status(name, latest.number, ReleaseStatus.UNDEPLOYED)
@@ -327,23 +328,15 @@ class StreamService:
         return self._binder()
 
     def _follow_autoscale(self, name: str, manifest: dict[str, Any]) -> None:
-        """An autoscaler runs beside the stream while any of its apps has `deployer.<app>.autoscale`."""
-        if any(app.get("autoscale") for app in manifest["apps"]):
-            self.deployer.start_autoscaler(name)
-        else:
-            self.deployer.stop_autoscaler(name)
+        """Whatever follows `deployer.<app>.autoscale` runs while any of the stream's apps has it."""
+        self._deployer_of(name).follow_autoscale(name, manifest)
 
     # -- what runs -------------------------------------------------------------------------------------------
 
     def status(self, name: str, window_s: float = RATE_WINDOW_S) -> list[AppInstanceStatus]:
         """Each instance as its own endpoints report it now; rates over `window_s`."""
         self.state.get_stream(name)
-        instances = self.deployer.instances(name)
-        first = [self.deployer.status(i) for i in instances]
-        if instances and window_s > 0:
-            time.sleep(window_s)
-        second = [self.deployer.status(i) for i in instances] if window_s > 0 else first
-        return [_instance_status(a, b, window_s) for a, b in zip(first, second, strict=True)]
+        return self._deployer_of(name).stream_status(name, window_s)
 
 
 def _labels(name: str, definitions: dict[str, StreamDefinition], catalog: Catalog) -> list[str]:
@@ -353,20 +346,3 @@ def _labels(name: str, definitions: dict[str, StreamDefinition], catalog: Catalo
 
 def stored_definitions(state: StateStore) -> dict[str, StreamDefinition]:
     return {s.name: parse(s.name, s.canonical) for s in state.list_streams()}
-
-
-def _spec(stream: str, app: dict[str, Any], index: int, release: int) -> InstanceSpec:
-    return InstanceSpec(stream=stream, label=app["label"], app=app["app"], kind=app["kind"], index=index,
-                        inputs=app["inputs"], output=app["output"], group=app.get("group"), options=app["options"],
-                        uri=app["uri"], release=release,
-                        memory_mb=memory_mb(app["memory"]) if app.get("memory") else None)
-
-
-def _instance_status(before: InstanceStatus, after: InstanceStatus, window_s: float) -> AppInstanceStatus:
-    def rate(field: str) -> float:
-        return max(0.0, getattr(after, field) - getattr(before, field)) / window_s if window_s > 0 else 0.0
-
-    instance = after.instance
-    return AppInstanceStatus(instance.label, instance.index, instance.pid, instance.port, after.state, after.ready,
-                             after.records_in, after.records_out, after.records_failed, rate("records_in"),
-                             rate("records_out"), rate("records_failed"), after.lag)

@@ -21,6 +21,7 @@ SERVICES = {
     "postgres": "TUNEFLOW_PG_URL",
     "mariadb": "TUNEFLOW_MYSQL_URL",
     "prometheus": "TUNEFLOW_PROMETHEUS_URL",
+    "kubernetes": "TUNEFLOW_KUBECONFIG",
 }
 
 

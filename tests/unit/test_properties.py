@@ -51,7 +51,7 @@ def test_a_properties_file_with_comments(tmp_path: Path) -> None:
      "deployment property 'deployer.normalize.count' must be a whole number of instances ≥ 1, got '0'"),
     ("deployer.normalize.cnt=2",
      "unknown deployer property 'deployer.normalize.cnt'. Did you mean 'count'? Deployer properties: count, memory, "
-     "autoscale, autoscale-lag, autoscale-cooldown"),
+     "cpu, autoscale, autoscale-lag, autoscale-cooldown"),
     ("deployer.normalize.autoscale=3..1",
      "deployment property 'deployer.normalize.autoscale' must be MIN..MAX instances (1 ≤ MIN ≤ MAX), got '3..1'"),
     ("deployer.normalize.autoscale=0..2",
@@ -63,7 +63,9 @@ def test_a_properties_file_with_comments(tmp_path: Path) -> None:
     ("deployer.mongo.memory=lots", "deployment property 'deployer.mongo.memory' must be a size like 512m or 1g, "
                                    "got 'lots'"),
     ("spring.mongo.x=1", "unknown deployment property 'spring.mongo.x': use deployer.<app>.count, "
-                         "deployer.<app>.memory, app.<app>.<option> or version.<app>"),
+                         "deployer.<app>.memory, deployer.<app>.cpu, app.<app>.<option> or version.<app>"),
+    ("deployer.mongo.cpu=fast", "deployment property 'deployer.mongo.cpu' must be CPU units like 500m, 0.5 or 2, "
+                                "got 'fast'"),
     ("app.mongo=1", "deployment property 'app.mongo' names no option: app.<app>.<option>=value"),
     ("version.*=2", "deployment property 'version.*': write version.<app>=<version>"),
 ])

@@ -1,0 +1,1 @@
+"""The Kubernetes deployer: `manifests` turns a release into objects, `deployer` applies and reads them."""
