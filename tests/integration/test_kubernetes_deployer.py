@@ -26,7 +26,7 @@ from tests.integration.services import service_url, unique_name
 NAMESPACE = "tuneflow"
 PASSWORD = "k8s-test-pw-4711"
 KINDS = ("deployments", "statefulsets", "replicasets", "controllerrevisions", "pods", "configmaps", "secrets",
-         "services", "poddisruptionbudgets")
+         "services", "poddisruptionbudgets", "horizontalpodautoscalers")
 
 
 class Cli:
@@ -52,6 +52,7 @@ class Cluster:
         self.api = config.new_client_from_config(config_file=kubeconfig)
         self.core, self.apps = client.CoreV1Api(self.api), client.AppsV1Api(self.api)
         self.policy = client.PolicyV1Api(self.api)
+        self.autoscaling = client.AutoscalingV2Api(self.api)
 
     def list(self, kind: str, stream: str) -> list[Any]:
         method = {"deployments": self.apps.list_namespaced_deployment,
@@ -60,7 +61,8 @@ class Cluster:
                   "controllerrevisions": self.apps.list_namespaced_controller_revision,
                   "pods": self.core.list_namespaced_pod, "configmaps": self.core.list_namespaced_config_map,
                   "secrets": self.core.list_namespaced_secret, "services": self.core.list_namespaced_service,
-                  "poddisruptionbudgets": self.policy.list_namespaced_pod_disruption_budget}[kind]
+                  "poddisruptionbudgets": self.policy.list_namespaced_pod_disruption_budget,
+                  "horizontalpodautoscalers": self.autoscaling.list_namespaced_horizontal_pod_autoscaler}[kind]
         return list(method(NAMESPACE, label_selector=f"tuneflow.io/stream={label_value(stream)}").items)
 
     def deployment(self, stream: str, label: str) -> Any:
@@ -166,6 +168,22 @@ def test_deploy_update_rollback_scale_undeploy(cli: Cli, cluster: Cluster) -> No
     assert len(cluster.list("pods", other)) == 2
     cli.ok("destroy", other)  # a deployed stream: undeployed first
     wait_for(lambda: not cluster.leftovers(other), 60, "every object of the other stream to go")
+
+
+def test_autoscale_becomes_a_horizontal_pod_autoscaler_on_the_consumer_lag(cli: Cli, cluster: Cluster) -> None:
+    stream = unique_name("k8s")
+    cli.ok("create", stream, "--definition", "http | normalize | log")
+    cli.ok("deploy", stream, "--platform", "kubernetes", "--properties",
+           "deployer.normalize.autoscale=1..3,deployer.normalize.autoscale-lag=500")
+    [hpa] = cluster.list("horizontalpodautoscalers", stream)
+    [workload] = cluster.list("statefulsets", stream)
+    assert (hpa.spec.min_replicas, hpa.spec.max_replicas) == (1, 3)
+    assert (hpa.spec.scale_target_ref.kind, hpa.spec.scale_target_ref.name) == ("StatefulSet", workload.metadata.name)
+    [metric] = hpa.spec.metrics
+    assert (metric.external.metric.name, metric.external.target.average_value) == ("tuneflow_consumer_lag", "500")
+    assert workload.metadata.labels["tuneflow.io/app"] == "normalize"
+    cli.ok("undeploy", stream)
+    assert cluster.leftovers(stream) == {}
 
 
 def test_a_pod_spec_the_namespace_refuses_is_named_and_leaves_nothing(cli: Cli, cluster: Cluster) -> None:

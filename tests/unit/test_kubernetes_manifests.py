@@ -151,3 +151,22 @@ def test_an_unknown_platform_is_named(cli: Run) -> None:
     result = cli("stream", "deploy", NAME, "--platform", "kubernets", "--dry-run")
     assert result.returncode != 0
     assert "unknown platform 'kubernets'. Did you mean 'kubernetes'? Platforms: local, kubernetes" in result.stderr
+
+
+def test_an_autoscaled_app_is_a_stateful_set_with_a_lag_driven_autoscaler() -> None:
+    plan = _plan()
+    n1 = next(a for a in plan["apps"] if a["label"] == "n1")
+    n1["autoscale"] = {"min": 1, "max": 4, "lag": 500, "cooldown_s": 45.0}
+    objects = {(o["kind"], o["metadata"]["labels"]["tuneflow.io/app"]): o for o in build_objects(plan, 1,
+                                                                                                 KubernetesSettings())}
+    workload, hpa = objects["StatefulSet", "n1"], objects["HorizontalPodAutoscaler", "n1"]
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "StatefulSet",
+                                             "name": workload["metadata"]["name"]}
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 4)
+    [metric] = hpa["spec"]["metrics"]
+    assert metric["external"]["metric"]["name"] == "tuneflow_consumer_lag"
+    assert metric["external"]["metric"]["selector"]["matchLabels"]["app"] == "n1"
+    assert metric["external"]["target"] == {"type": "AverageValue", "averageValue": "500"}
+    assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 45
+    assert len(hpa["metadata"]["name"]) <= 52 and hpa["metadata"]["name"] == workload["metadata"]["name"]
+    assert ("HorizontalPodAutoscaler", "n3") not in objects

@@ -48,9 +48,11 @@ PATHS = {
     "Deployment": ("apis/apps/v1", "deployments"),
     "StatefulSet": ("apis/apps/v1", "statefulsets"),
     "PodDisruptionBudget": ("apis/policy/v1", "poddisruptionbudgets"),
+    "HorizontalPodAutoscaler": ("apis/autoscaling/v2", "horizontalpodautoscalers"),
 }
 WORKLOADS = ("Deployment", "StatefulSet")
-DELETE_ORDER = ("Deployment", "StatefulSet", "PodDisruptionBudget", "Service", "ConfigMap", "Secret")
+DELETE_ORDER = ("HorizontalPodAutoscaler", "Deployment", "StatefulSet", "PodDisruptionBudget", "Service", "ConfigMap",
+                "Secret")
 
 
 @dataclass
@@ -133,10 +135,6 @@ class KubernetesDeployer:
     def start_apps(self, manifest: dict[str, Any], labels: Sequence[str], release: int) -> None:
         """Apply the apps' objects and wait until their pods are created (or ready); when the cluster refuses
         them, every object goes back to what it was before, and the error gives the cluster's reason."""
-        scaled = [app["label"] for app in manifest["apps"] if app.get("autoscale") and app["label"] in labels]
-        if scaled:
-            raise ConfigError(f"deployer.{scaled[0]}.autoscale is not available on Kubernetes yet (a KEDA "
-                              "ScaledObject on the consumer lag is the plan): use deployer.<app>.count there")
         objects = build_objects(manifest, release, self.config, labels)
         before = {(o["kind"], o["metadata"]["name"]): self._get(o["kind"], o["metadata"]["name"]) for o in objects}
         started = time.time()
@@ -165,7 +163,7 @@ class KubernetesDeployer:
         return instances
 
     def follow_autoscale(self, stream: str, manifest: dict[str, Any]) -> None:
-        """Nothing to run: `start_apps` refuses `deployer.<app>.autoscale` on Kubernetes for now."""
+        """Nothing to run: an autoscaled app's HorizontalPodAutoscaler is one of its objects."""
 
     def deployed(self, stream: str) -> bool:
         selector = stream_selector(stream)

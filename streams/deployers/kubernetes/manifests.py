@@ -104,7 +104,10 @@ def build_objects(manifest: dict[str, Any], release: int, settings: KubernetesSe
 
 
 def app_objects(stream: str, app: dict[str, Any], release: int, settings: KubernetesSettings) -> list[dict[str, Any]]:
-    name = object_name(stream, app["label"], app["count"])
+    autoscale = app.get("autoscale")
+    # An autoscaled app's instance count moves: it is a StatefulSet from the start, so each keeps a stable index.
+    stateful = app["count"] > 1 or bool(autoscale)
+    name = object_name(stream, app["label"], 2 if stateful else 1)
     selector = {INSTANCE_LABEL: label_value(name), STREAM_LABEL: label_value(stream)}
     pod_labels = {**selector, **MANAGED_BY, "app.kubernetes.io/name": label_value(app["app"]),
                   "app.kubernetes.io/component": app["kind"], "app.kubernetes.io/part-of": "tuneflow",
@@ -130,7 +133,6 @@ def app_objects(stream: str, app: dict[str, Any], release: int, settings: Kubern
                    "prometheus.io/path": "/metrics"}
     template = {"metadata": {"labels": pod_labels, "annotations": annotations},
                 "spec": _pod_spec(stream, app, name, options, secret, http_port, settings)}
-    stateful = app["count"] > 1
     workload = meta("StatefulSet" if stateful else "Deployment", "apps/v1")
     workload["spec"] = {"replicas": app["count"], "selector": {"matchLabels": selector}, "template": template,
                         "revisionHistoryLimit": 10}
@@ -152,7 +154,28 @@ def app_objects(stream: str, app: dict[str, Any], release: int, settings: Kubern
         if http_port is None:
             service["spec"]["clusterIP"] = "None"  # the StatefulSet's governing service: a DNS name per instance
         objects.append(service)
-    return [*objects, workload, budget]
+    scaler = [_autoscaler(meta("HorizontalPodAutoscaler", "autoscaling/v2"), workload, stream, app["label"],
+                          autoscale)] if autoscale else []
+    return [*objects, workload, budget, *scaler]
+
+
+def _autoscaler(hpa: dict[str, Any], workload: dict[str, Any], stream: str, label: str,
+                policy: dict[str, Any]) -> dict[str, Any]:
+    """`deployer.<app>.autoscale=MIN..MAX` on Kubernetes: a HorizontalPodAutoscaler on the app's consumer lag, an
+    external metric (`tuneflow_consumer_lag` summed over the app's partitions, e.g. served from Prometheus by
+    prometheus-adapter: deploy/kubernetes/README.md), `autoscale-lag` records per instance, scaling down only after
+    the lag stayed low for `autoscale-cooldown`."""
+    hpa["spec"] = {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": workload["kind"], "name": workload["metadata"]["name"]},
+        "minReplicas": policy["min"], "maxReplicas": policy["max"],
+        "metrics": [{"type": "External", "external": {
+            "metric": {"name": "tuneflow_consumer_lag",
+                       "selector": {"matchLabels": {"stream": label_value(stream), "app": label_value(label)}}},
+            "target": {"type": "AverageValue", "averageValue": str(policy["lag"])}}}],
+        "behavior": {"scaleUp": {"stabilizationWindowSeconds": 0},
+                     "scaleDown": {"stabilizationWindowSeconds": int(policy["cooldown_s"])}},
+    }
+    return hpa
 
 
 def _http_port(app: dict[str, Any], options: dict[str, str]) -> int | None:
