@@ -10,7 +10,7 @@ from pathlib import Path
 
 import orjson
 
-from benchmarks import apps, ceilings, ferretdb_backends, http_source
+from benchmarks import apps, cdc_postgres, ceilings, ferretdb_backends, http_source
 from benchmarks.harness import machine
 
 RESULTS = Path(__file__).parent / "results"
@@ -29,12 +29,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="tf-bench-apps-") as workdir:
         app_results = apps.run_all(env, measured_ceilings, Path(workdir))
         http_results = http_source.run_all(env, Path(workdir))
+        cdc_results = cdc_postgres.run_all(env, Path(workdir))
     report = {
         "started_at": started.isoformat(timespec="seconds").replace("+00:00", "Z"),
         "machine": machine(),
         "ceilings": measured_ceilings,
         "apps": app_results,
         "http": http_results,
+        "cdc_postgres": cdc_results,
         "ferretdb_backends": ferretdb_backends.run_all(env),
     }
     RESULTS.mkdir(exist_ok=True)
