@@ -4,7 +4,8 @@ One record per change, `{op: c|u|d|t, table, key, before, after, source: {lsn, t
 holds, unchanged TOAST columns included, is in `streams/cdc/changes.py`), keyed by table + primary key, with headers
 `tf-version` (the commit LSN), `tf-tx-id`, `tf-tx-seq` and `tf-tx-last`. The slot's position moves only past
 transactions whose every change Kafka acknowledged, so a restart or a `kill -9` resumes where the durable output
-ends: nothing lost, and duplicates only of what was unconfirmed. The slot outlives the stream: drop it when done.
+ends: nothing lost, and duplicates only of what was unconfirmed. The slot outlives the stream: `stream destroy` says
+how to drop it, or drops it with `--drop-cdc-slots`.
 `--snapshot=initial` first emits every row (`op=r`, versioned with the slot's snapshot LSN, so version-guarded sinks
 converge whatever the interleaving with live changes), with its progress in `<stream>.<label>.snapshot`.
 """
@@ -16,11 +17,11 @@ from typing import Literal
 
 from pydantic import Field
 
-from sources.base import AppOptions, SourceApp
+from sources.base import AppOptions, Leftover, SourceApp
 from streams.catalog.legacy import metadata
 from streams.cdc.metrics import CdcMetrics
 from streams.cdc.pgslot import default_slot_name
-from streams.cdc.postgres import CaptureSettings, PostgresCapture
+from streams.cdc.postgres import CaptureSettings, PostgresCapture, capture_leftovers
 from streams.cdc.progress import SnapshotProgressStore
 from streams.records import Record
 
@@ -47,6 +48,12 @@ class CdcPostgresSource(SourceApp[CdcPostgresOptions]):
 
     name = "cdc-postgres"
     options_model = CdcPostgresOptions
+
+    @classmethod
+    def leftovers(cls, options: CdcPostgresOptions, stream: str, label: str) -> list[Leftover]:
+        """The slot keeps WAL on the server until dropped; a publication named by --publication is the user's."""
+        slot = options.slot_name or default_slot_name(stream, label)
+        return capture_leftovers(options.url, slot, None if options.publication else slot)
 
     def setup(self) -> None:
         options, ctx = self.options, self.context

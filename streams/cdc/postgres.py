@@ -25,6 +25,7 @@ from streams.cdc.progress import SnapshotProgressStore
 from streams.cdc.snapshot import TablePlan, plan_tables
 from streams.errors import ConfigError, TransientError
 from streams.records import Record
+from streams.runtime.contract import Leftover
 
 INSUFFICIENT_PRIVILEGE = "42501"
 # Text output the decoder reads exactly, whatever the server's defaults are.
@@ -229,3 +230,32 @@ class PostgresCapture:
                 with contextlib.suppress(psycopg2.Error):
                     connection.close()
         self._stream = self._cursor = self._control = None
+
+
+def capture_leftovers(url: str, slot: str, publication: str | None) -> list[Leftover]:
+    """The slot (and the publication the source created, when named) as a Leftover, if it is still there; when the
+    database cannot be asked, it is reported all the same, saying so."""
+    where = mask_password(url)
+    args = pgslot.connect_args(url)
+    unchecked = ""
+    try:
+        with contextlib.closing(psycopg2.connect(**args, application_name="tuneflow-cleanup")) as connection, \
+                connection.cursor() as cursor:
+            if not pgslot.capture_exists(cursor, slot, publication):
+                return []
+    except psycopg2.Error as exc:
+        unchecked = f" (could not check that it is still there: {error_reason(exc, url)})"
+
+    def drop() -> None:
+        try:
+            with contextlib.closing(psycopg2.connect(**args, application_name="tuneflow-cleanup")) as connection:
+                connection.autocommit = True
+                with connection.cursor() as cursor:
+                    pgslot.drop_capture(cursor, slot, publication)
+        except psycopg2.Error as exc:
+            raise TransientError(f"cannot drop replication slot {slot} on {where}: {error_reason(exc, url)}") \
+                from None
+
+    what = f"replication slot {slot}" + (f" and publication {publication}" if publication else "") + \
+        f" on {where}{unchecked}"
+    return [Leftover(what, pgslot.drop_capture_sql(slot, publication), drop)]

@@ -27,6 +27,7 @@ from streams.serde import canonical_json, dumps
 from tests.integration.pipeline import create_topic, read_topic
 from tests.integration.processes import AppProcess, wait_for
 from tests.integration.services import scratch_database, unique_name
+from tests.integration.test_stream_lifecycle import Cli
 
 TABLES = ("artist", "album", "album_artist", "track", "track_artist", "genre", "track_genre")
 LYRICS = "가사 lyrics Текст 歌詞 " * 200  # ~6 kB, stored out of line: an update that leaves it is sent as 'u'
@@ -436,3 +437,35 @@ def test_the_password_appears_in_no_log_metric_or_record(database: str, kafka_bo
             cursor.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
                            "WHERE database = current_database()")
             cursor.execute(f'DROP ROLE "{role}"')
+
+
+def capture_objects(url: str) -> tuple[list[str], list[str]]:
+    with connect(url) as cursor:
+        cursor.execute("SELECT slot_name FROM pg_replication_slots WHERE database = current_database()")
+        slots = [name for (name,) in cursor.fetchall()]
+        cursor.execute("SELECT pubname FROM pg_publication")
+        return slots, [name for (name,) in cursor.fetchall()]
+
+
+def test_stream_destroy_says_how_to_drop_the_slot_or_drops_it(database: str, mongo_uri: str,
+                                                              tmp_path: Path) -> None:
+    cli = Cli(tmp_path, mongo_uri)
+    kept, dropped = unique_name("tfcdckept"), unique_name("tfcdcdrop")
+    for stream in (kept, dropped):
+        cli.ok("create", stream, "--definition", f"cdc-postgres --url={database} --tables=genre | log")
+        cli.ok("deploy", stream)
+    slot = f"tuneflow_{kept}_cdc_postgres"
+    assert sorted(capture_objects(database)[0]) == sorted([slot, f"tuneflow_{dropped}_cdc_postgres"])
+
+    said = cli.ok("destroy", kept)
+    statements = f"SELECT pg_drop_replication_slot('{slot}'); DROP PUBLICATION IF EXISTS \"{slot}\";"
+    assert said.splitlines()[-1].startswith(f"kept replication slot {slot} and publication {slot} on postgresql://")
+    assert said.splitlines()[-1].endswith(f"; drop it with: {statements}")
+    assert slot in capture_objects(database)[0]  # kept, as it says
+    with connect(database) as cursor:  # the SQL it printed, as a user pastes it
+        cursor.execute(statements)
+
+    said = cli.ok("destroy", dropped, "--drop-cdc-slots")
+    assert f"dropped replication slot tuneflow_{dropped}_cdc_postgres" in said
+    assert capture_objects(database) == ([], [])
+    assert cli.json("list") == []
