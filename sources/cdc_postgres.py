@@ -34,10 +34,14 @@ class CdcPostgresOptions(AppOptions):
                                                                         "[default: the legacy catalog's].")
     slot_name: str | None = Field(default=None, description="Replication slot [default: tuneflow_<stream>_<app>].")
     publication: str | None = Field(default=None, description="Publication [default: the slot's name].")
-    snapshot: Literal["initial", "never"] = Field(default="never", description="initial: first read every table "
-                                                  "(key-ordered chunks, op=r, versioned with the slot's snapshot "
-                                                  "LSN), once per slot, resuming after its last durable chunk.")
+    snapshot: Literal["initial", "never", "always"] = Field(
+        default="never", description="initial: first read every table (key-ordered chunks, op=r, versioned with the "
+                                     "slot's snapshot LSN), once per slot, resuming after its last durable chunks; "
+                                     "always: the same at every start of the source (an interrupted read resumes).")
     snapshot_chunk: int = Field(default=5000, ge=1, le=100_000, description="Most rows per snapshot chunk.")
+    snapshot_parallel: int = Field(default=2, ge=1, le=16, description="Snapshot readers, each on its own "
+                                                                       "connection in the same exported snapshot, "
+                                                                       "reading parts of the tables side by side.")
     heartbeat_s: float = Field(default=10.0, gt=0, description="How often to confirm progress (also through quiet "
                                                                "stretches, so the slot does not pin WAL) and "
                                                                "measure the retained WAL.")
@@ -60,11 +64,12 @@ class CdcPostgresSource(SourceApp[CdcPostgresOptions]):
         slot = options.slot_name or default_slot_name(ctx.stream, ctx.label)
         settings = CaptureSettings(url=options.url, tables=[t for t in options.tables.split(",") if t.strip()],
                                    slot=slot, publication=options.publication or slot,
-                                   heartbeat_s=options.heartbeat_s, snapshot=options.snapshot == "initial",
-                                   snapshot_chunk=options.snapshot_chunk)
+                                   heartbeat_s=options.heartbeat_s, snapshot=options.snapshot,
+                                   snapshot_chunk=options.snapshot_chunk,
+                                   snapshot_parallel=options.snapshot_parallel)
         metrics = CdcMetrics(ctx.metrics.registry, ctx.stream, ctx.label, ctx.instance)
         progress = SnapshotProgressStore(ctx.binder, f"{ctx.stream}.{ctx.label}.snapshot") \
-            if settings.snapshot else None
+            if settings.snapshots else None
         self._capture = PostgresCapture(settings, metrics, ctx.log, progress)
         self._capture.start()
 
