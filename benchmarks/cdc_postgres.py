@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 import psycopg2  # type: ignore[import-untyped]
+from psycopg2 import sql  # type: ignore[import-untyped]
 from sqlalchemy import create_engine
 
 from benchmarks.apps import RSS_LIMIT_MB, _Topics, _written_run
@@ -39,7 +40,7 @@ from tests.integration.services import scratch_database
 
 CHANGES = int(os.environ.get("TUNEFLOW_BENCH_CDC_CHANGES", "200000"))
 TRANSACTION = 300  # changes per transaction: 100 new tracks, 120 track and 30 album updates, 50 track deletes
-BASE_TRACKS, BASE_ALBUMS = 20_000, 1_000
+BASE_TRACKS, BASE_ALBUMS = 100_000, 1_000
 TABLES = ("track", "album")
 TARGET_TIMES_DEBEZIUM = 1.5
 TIMEOUT_S = 900
@@ -106,30 +107,40 @@ class Tally:
                 "by_table_op": {f"{table}.{op}": n for (table, op), n in sorted(self.counts.items())}}
 
 
+def create_capture(url: str, names: Iterable[str]) -> None:
+    """A slot and a publication (same name) on TABLES for each name."""
+    with contextlib.closing(psycopg2.connect(url)) as connection:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            tables = pgslot.resolve_tables(cursor, TABLES)
+            for name in names:
+                pgslot.ensure_publication(cursor, name, tables)
+                pgslot.create_slot(cursor, name)
+
+
 @contextlib.contextmanager
-def capture_objects(url: str, names: Iterable[str]) -> Iterator[None]:
-    """A slot and a publication (same name) on TABLES for each name, created now and dropped at the end."""
-    created: list[str] = []
+def dropping_every_capture(url: str) -> Iterator[None]:
+    """At the end, every slot and publication of the database, whoever created them (a database with a logical slot
+    cannot be dropped, and a slot left on the server keeps WAL)."""
     try:
-        with contextlib.closing(psycopg2.connect(url)) as connection:
-            connection.autocommit = True
-            with connection.cursor() as cursor:
-                tables = pgslot.resolve_tables(cursor, TABLES)
-                for name in names:
-                    created.append(name)
-                    pgslot.ensure_publication(cursor, name, tables)
-                    pgslot.create_slot(cursor, name)
         yield
     finally:
         with contextlib.closing(psycopg2.connect(url)) as connection:
             connection.autocommit = True
             with connection.cursor() as cursor:
-                for name in created:
-                    with contextlib.suppress(psycopg2.Error):
-                        pgslot.drop_capture(cursor, name, name)
+                cursor.execute("SELECT slot_name FROM pg_replication_slots WHERE database = current_database()")
+                slots = [name for (name,) in cursor.fetchall()]
+                cursor.execute("SELECT pubname FROM pg_publication")
+                publications = [name for (name,) in cursor.fetchall()]
+                for name in slots:
+                    pgslot.drop_capture(cursor, name, None)
+                for name in publications:
+                    cursor.execute(sql.SQL("DROP PUBLICATION {}").format(sql.Identifier(name)))
 
 
-def tuneflow_run(url: str, bootstrap: str, slot: str, changes: int, workdir: Path) -> tuple[dict[str, Any], Tally]:
+def source_run(url: str, bootstrap: str, slot: str, records: int, workdir: Path,
+               *options: str) -> tuple[dict[str, Any], Tally]:
+    """`tuneflow app run cdc-postgres` until it has written `records`; its rate and what it wrote."""
     stream = slot.replace("_", "")
     topic = f"{stream}.cdc"
     topics = _Topics(bootstrap)
@@ -137,15 +148,33 @@ def tuneflow_run(url: str, bootstrap: str, slot: str, changes: int, workdir: Pat
     try:
         process = AppProcess(["cdc-postgres", "--stream", stream, "--label", "cdc", "--",
                               f"--url={url}", f"--tables={','.join(TABLES)}", f"--slot-name={slot}",
-                              f"--publication={slot}"], workdir, f"{stream}-cdc")
-        result = _written_run(process, bootstrap, topic, changes, TIMEOUT_S)
+                              f"--publication={slot}", *options], workdir, f"{stream}-cdc")
+        result = _written_run(process, bootstrap, topic, records, TIMEOUT_S)
         tally = Tally()
         for _, value, _ in read_topic(bootstrap, topic):
             change = orjson.loads(value)
             tally.add(change["table"], change["op"], change["key"])
     finally:
-        topics.delete_all(f"{topic}.dlq")
+        topics.delete_all(f"{topic}.dlq", f"{topic}.snapshot")
     return result, tally
+
+
+def snapshot_runs(url: str, bootstrap: str, workdir: Path, run: str) -> dict[str, Any]:
+    """`--snapshot=initial` of the tables as the workload left them, with one reader and with two: every row once."""
+    with contextlib.closing(psycopg2.connect(url)) as connection, connection.cursor() as cursor:
+        rows = {}
+        for table in TABLES:
+            cursor.execute(f"SELECT count(*) FROM {table}")
+            rows[f"{table}.r"] = cursor.fetchone()[0]
+    by_readers = {}
+    for readers in (1, 2):
+        result, seen = source_run(url, bootstrap, f"tfbench_snap{readers}_{run}", sum(rows.values()), workdir,
+                                  "--snapshot=initial", f"--snapshot-parallel={readers}")
+        by_readers[readers] = result | {"every_row_once": seen.to_json()["by_table_op"] == rows}
+        print(f"  {f'initial snapshot, {readers} reader(s)':<48} {result['median']:>12,.0f} rows/s  "
+              f"rss {result['peak_rss_mb']} MB", flush=True)
+    return {"rows": sum(rows.values()), "unit": "rows/s", "readers_1": by_readers[1], "readers_2": by_readers[2],
+            "speedup": round(by_readers[2]["median"] / by_readers[1]["median"], 2)}
 
 
 def debezium_run(url: str, slot: str, changes: int, workdir: Path) -> tuple[dict[str, Any], Tally]:
@@ -165,18 +194,20 @@ def run_all(env: dict[str, str], workdir: Path, changes: int = CHANGES) -> dict[
     print("cdc_postgres:", flush=True)
     run = uuid.uuid4().hex[:8]
     ours, theirs = f"tfbench_cdc_{run}", f"tfbench_dbz_{run}"
-    with scratch_database(env["TUNEFLOW_PG_URL"], prefix="tf_bench_cdc") as url:
+    bootstrap = env["TUNEFLOW_KAFKA_BOOTSTRAP"]
+    with scratch_database(env["TUNEFLOW_PG_URL"], prefix="tf_bench_cdc") as url, dropping_every_capture(url):
         base_rows(url)
-        with capture_objects(url, (ours, theirs)):
-            expected = workload(url, changes)
-            total = sum(expected.values())
-            print(f"  workload: {total:,} changes in {total // TRANSACTION} transactions", flush=True)
-            tuneflow, tuneflow_seen = tuneflow_run(url, env["TUNEFLOW_KAFKA_BOOTSTRAP"], ours, total, workdir)
-            print(f"  {'cdc-postgres source to Kafka (1 process)':<48} {tuneflow['median']:>12,.0f} changes/s  "
-                  f"rss {tuneflow['peak_rss_mb']} MB", flush=True)
-            debezium, debezium_seen = debezium_run(url, theirs, total, workdir)
-            print(f"  {'Debezium embedded to a Python handler':<48} {debezium['median']:>12,.0f} changes/s  "
-                  f"rss {debezium['peak_rss_mb']} MB", flush=True)
+        create_capture(url, (ours, theirs))
+        expected = workload(url, changes)
+        total = sum(expected.values())
+        print(f"  workload: {total:,} changes in {total // TRANSACTION} transactions", flush=True)
+        tuneflow, tuneflow_seen = source_run(url, bootstrap, ours, total, workdir)
+        print(f"  {'cdc-postgres source to Kafka (1 process)':<48} {tuneflow['median']:>12,.0f} changes/s  "
+              f"rss {tuneflow['peak_rss_mb']} MB", flush=True)
+        debezium, debezium_seen = debezium_run(url, theirs, total, workdir)
+        print(f"  {'Debezium embedded to a Python handler':<48} {debezium['median']:>12,.0f} changes/s  "
+              f"rss {debezium['peak_rss_mb']} MB", flush=True)
+        snapshot = snapshot_runs(url, bootstrap, workdir, run)
     ratio = round(tuneflow["median"] / debezium["median"], 2)
     same = tuneflow_seen.to_json() == debezium_seen.to_json()
     expected_json = {f"{t}.{o}": n for (t, o), n in sorted(expected.items())}
@@ -192,6 +223,7 @@ def run_all(env: dict[str, str], workdir: Path, changes: int = CHANGES) -> dict[
         "meets_target": ratio >= TARGET_TIMES_DEBEZIUM,
         "same_changes": same,
         "all_expected": tuneflow_seen.to_json()["by_table_op"] == expected_json,
+        "snapshot": snapshot,
     }
 
 
