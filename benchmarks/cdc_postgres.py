@@ -31,6 +31,7 @@ from psycopg2 import sql  # type: ignore[import-untyped]
 from sqlalchemy import create_engine
 
 from benchmarks.apps import RSS_LIMIT_MB, _Topics, _written_run
+from benchmarks.harness import machine
 from streams.catalog.dburl import to_sqlalchemy_url
 from streams.catalog.legacy import create_legacy_schema
 from streams.cdc import pgslot
@@ -234,7 +235,7 @@ def main() -> int:
         return 2
     with tempfile.TemporaryDirectory(prefix="tf-bench-cdc-") as workdir:
         report = run_all(dict(os.environ), Path(workdir))
-    print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+    print(orjson.dumps({"machine": machine(), "cdc_postgres": report}, option=orjson.OPT_INDENT_2).decode())
     return 0
 
 
