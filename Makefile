@@ -44,7 +44,7 @@ lint: venv  ## ruff
 	$(BIN)/ruff check .
 
 bench: venv stack-up  ## measure the machine's raw ceilings and tuneflow's numbers into benchmarks/results/
-	$(BIN)/python -m pip install --quiet -e '.[dev,faust]'  # the faust-streaming peer
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'  # the peers: faust-streaming, Debezium embedded
 	eval "$$($(STACK) env)" && $(BIN)/python -m benchmarks.run
 
 clean:  ## remove the virtualenv and caches (the service stack keeps its data; see stack-down)

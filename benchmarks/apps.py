@@ -30,7 +30,7 @@ from benchmarks.ceilings import (
     pydantic_ceiling,
     validate_serialize_ceiling,
 )
-from benchmarks.harness import REPEATS, measure
+from benchmarks.harness import REPEATS, measure, peak_rss_mb
 from benchmarks.peers.runner import FaustHop
 from benchmarks.records import track_documents
 from processors.normalize import Normalize, NormalizeOptions
@@ -52,14 +52,6 @@ RSS_LIMIT_MB = 250
 SHAPE_KEYS = ("replacements_per_command", "commands_in_flight")
 # The sink's update rate before FerretDB's collections had their `_id` index (one command of ten at a time).
 BEFORE_INDEX_UPDATES = {"report": "20261126T173539Z", "median": 88.8}
-
-
-def peak_rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    return float("nan")
 
 
 def _timed_run(process: AppProcess, records: int, done_metric: str, timeout_s: float) -> dict[str, Any]:

@@ -30,6 +30,15 @@ def measure(name: str, items: int, run: Callable[[], None], setup: Callable[[], 
     return result
 
 
+def peak_rss_mb(pid: int) -> float:
+    """A process's peak resident memory so far (VmHWM)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
 def machine() -> dict[str, Any]:
     versions = {}
     for package in ("confluent-kafka", "pymongo", "pydantic", "orjson", "SQLAlchemy", "psycopg2-binary", "PyMySQL"):

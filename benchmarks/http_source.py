@@ -29,8 +29,7 @@ import orjson
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from benchmarks.apps import peak_rss_mb
-from benchmarks.harness import REPEATS, machine, measure
+from benchmarks.harness import REPEATS, machine, measure, peak_rss_mb
 from benchmarks.records import track_documents
 from streams.binders.kafka import PRODUCER_DEFAULTS
 from streams.catalog.models import TrackDocument

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import orjson
 
-from benchmarks import apps, cdc_mysql, ceilings, ferretdb_backends, http_source, migration
+from benchmarks import apps, cdc_mysql, cdc_postgres, ceilings, ferretdb_backends, http_source, migration
 from benchmarks.harness import machine
 
 RESULTS = Path(__file__).parent / "results"
@@ -30,6 +30,7 @@ def main() -> int:
         app_results = apps.run_all(env, measured_ceilings, Path(workdir))
         http_results = http_source.run_all(env, Path(workdir))
         cdc_mysql_results = cdc_mysql.run_all(env, Path(workdir))
+        cdc_results = cdc_postgres.run_all(env, Path(workdir))
     report = {
         "started_at": started.isoformat(timespec="seconds").replace("+00:00", "Z"),
         "machine": machine(),
@@ -37,6 +38,7 @@ def main() -> int:
         "apps": app_results,
         "http": http_results,
         "cdc_mysql": cdc_mysql_results,
+        "cdc_postgres": cdc_results,
         "ferretdb_backends": ferretdb_backends.run_all(env),
         "migration": migration.run_all(env),
     }

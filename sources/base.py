@@ -1,5 +1,5 @@
 """The source contract: `poll` a batch, `ack` it once it is durable downstream."""
 
-from streams.runtime.contract import AppOptions, SourceApp
+from streams.runtime.contract import AppOptions, Leftover, SourceApp
 
-__all__ = ["AppOptions", "SourceApp"]
+__all__ = ["AppOptions", "Leftover", "SourceApp"]

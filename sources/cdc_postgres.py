@@ -4,7 +4,8 @@ One record per change, `{op: c|u|d|t, table, key, before, after, source: {lsn, t
 holds, unchanged TOAST columns included, is in `streams/cdc/changes.py`), keyed by table + primary key, with headers
 `tf-version` (the commit LSN), `tf-tx-id`, `tf-tx-seq` and `tf-tx-last`. The slot's position moves only past
 transactions whose every change Kafka acknowledged, so a restart or a `kill -9` resumes where the durable output
-ends: nothing lost, and duplicates only of what was unconfirmed. The slot outlives the stream: drop it when done.
+ends: nothing lost, and duplicates only of what was unconfirmed. The slot outlives the stream: `stream destroy` says
+how to drop it, or drops it with `--drop-cdc-slots`.
 `--snapshot=initial` first emits every row (`op=r`, versioned with the slot's snapshot LSN, so version-guarded sinks
 converge whatever the interleaving with live changes), with its progress in `<stream>.<label>.snapshot`.
 """
@@ -16,11 +17,11 @@ from typing import Literal
 
 from pydantic import Field
 
-from sources.base import AppOptions, SourceApp
+from sources.base import AppOptions, Leftover, SourceApp
 from streams.catalog.legacy import metadata
 from streams.cdc.metrics import CdcMetrics
 from streams.cdc.pgslot import default_slot_name
-from streams.cdc.postgres import CaptureSettings, PostgresCapture
+from streams.cdc.postgres import CaptureSettings, PostgresCapture, capture_leftovers
 from streams.cdc.progress import SnapshotProgressStore
 from streams.records import Record
 
@@ -33,10 +34,14 @@ class CdcPostgresOptions(AppOptions):
                                                                         "[default: the legacy catalog's].")
     slot_name: str | None = Field(default=None, description="Replication slot [default: tuneflow_<stream>_<app>].")
     publication: str | None = Field(default=None, description="Publication [default: the slot's name].")
-    snapshot: Literal["initial", "never"] = Field(default="never", description="initial: first read every table "
-                                                  "(key-ordered chunks, op=r, versioned with the slot's snapshot "
-                                                  "LSN), once per slot, resuming after its last durable chunk.")
+    snapshot: Literal["initial", "never", "always"] = Field(
+        default="never", description="initial: first read every table (key-ordered chunks, op=r, versioned with the "
+                                     "slot's snapshot LSN), once per slot, resuming after its last durable chunks; "
+                                     "always: the same at every start of the source (an interrupted read resumes).")
     snapshot_chunk: int = Field(default=5000, ge=1, le=100_000, description="Most rows per snapshot chunk.")
+    snapshot_parallel: int = Field(default=2, ge=1, le=16, description="Snapshot readers, each on its own "
+                                                                       "connection in the same exported snapshot, "
+                                                                       "reading parts of the tables side by side.")
     heartbeat_s: float = Field(default=10.0, gt=0, description="How often to confirm progress (also through quiet "
                                                                "stretches, so the slot does not pin WAL) and "
                                                                "measure the retained WAL.")
@@ -48,16 +53,23 @@ class CdcPostgresSource(SourceApp[CdcPostgresOptions]):
     name = "cdc-postgres"
     options_model = CdcPostgresOptions
 
+    @classmethod
+    def leftovers(cls, options: CdcPostgresOptions, stream: str, label: str) -> list[Leftover]:
+        """The slot keeps WAL on the server until dropped; a publication named by --publication is the user's."""
+        slot = options.slot_name or default_slot_name(stream, label)
+        return capture_leftovers(options.url, slot, None if options.publication else slot)
+
     def setup(self) -> None:
         options, ctx = self.options, self.context
         slot = options.slot_name or default_slot_name(ctx.stream, ctx.label)
         settings = CaptureSettings(url=options.url, tables=[t for t in options.tables.split(",") if t.strip()],
                                    slot=slot, publication=options.publication or slot,
-                                   heartbeat_s=options.heartbeat_s, snapshot=options.snapshot == "initial",
-                                   snapshot_chunk=options.snapshot_chunk)
+                                   heartbeat_s=options.heartbeat_s, snapshot=options.snapshot,
+                                   snapshot_chunk=options.snapshot_chunk,
+                                   snapshot_parallel=options.snapshot_parallel)
         metrics = CdcMetrics(ctx.metrics.registry, ctx.stream, ctx.label, ctx.instance)
         progress = SnapshotProgressStore(ctx.binder, f"{ctx.stream}.{ctx.label}.snapshot") \
-            if settings.snapshot else None
+            if settings.snapshots else None
         self._capture = PostgresCapture(settings, metrics, ctx.log, progress)
         self._capture.start()
 

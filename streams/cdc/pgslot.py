@@ -108,11 +108,28 @@ def create_slot_exporting_snapshot(replication_cursor: Any, slot: str, temporary
     return parse_lsn(consistent_point), snapshot_name
 
 
-def drop_capture(cursor: Any, slot: str, publication: str) -> None:
+def drop_capture(cursor: Any, slot: str, publication: str | None) -> None:
     """Drop the slot (it must be inactive) and the publication, those that exist."""
     cursor.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s",
                    (slot,))
-    cursor.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(publication)))
+    if publication is not None:
+        cursor.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(publication)))
+
+
+def drop_capture_sql(slot: str, publication: str | None) -> str:
+    """The statements `drop_capture` runs, as a user types them into psql."""
+    statements = [f"SELECT pg_drop_replication_slot('{slot}');"]
+    if publication is not None:
+        statements.append(f'DROP PUBLICATION IF EXISTS "{publication.replace(chr(34), chr(34) * 2)}";')
+    return " ".join(statements)
+
+
+def capture_exists(cursor: Any, slot: str, publication: str | None) -> bool:
+    """Whether the slot, or the publication when one is named, exists in this database."""
+    cursor.execute("SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = %s "
+                   "AND database = current_database()) OR EXISTS (SELECT 1 FROM pg_publication WHERE pubname = %s)",
+                   (slot, publication))
+    return bool(cursor.fetchone()[0])
 
 
 def primary_key(cursor: Any, relation_id: int) -> list[str]:

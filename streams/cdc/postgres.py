@@ -25,6 +25,7 @@ from streams.cdc.progress import SnapshotProgressStore
 from streams.cdc.snapshot import TablePlan, plan_tables
 from streams.errors import ConfigError, TransientError
 from streams.records import Record
+from streams.runtime.contract import Leftover
 
 INSUFFICIENT_PRIVILEGE = "42501"
 # Text output the decoder reads exactly, whatever the server's defaults are.
@@ -38,8 +39,13 @@ class CaptureSettings:
     slot: str
     publication: str
     heartbeat_s: float
-    snapshot: bool = False  # read the tables first (`--snapshot=initial`), resumably, once per slot
+    snapshot: str = "never"  # initial: read the tables first, resumably, once per slot; always: at every start
     snapshot_chunk: int = 5000
+    snapshot_parallel: int = 1
+
+    @property
+    def snapshots(self) -> bool:
+        return self.snapshot != "never"
 
 
 class PostgresCapture:
@@ -59,6 +65,7 @@ class PostgresCapture:
         self._last_beat = 0.0
         self._progress = progress
         self._snapshot: InitialSnapshot | None = None
+        self._read_since_start = False  # a snapshot began in this process (`always` reads once per start)
 
     # -- setup -----------------------------------------------------------------------------------------------
 
@@ -72,16 +79,19 @@ class PostgresCapture:
                 tables = pgslot.resolve_tables(cursor, self.settings.tables)
                 added = pgslot.ensure_publication(cursor, self.settings.publication, tables)
                 exists = pgslot.slot_exists(cursor, self.settings.slot)
-                plans = plan_tables(cursor, tables) if self.settings.snapshot else []
+                plans = plan_tables(cursor, tables) if self.settings.snapshots else []
         if added:
             self.log.info("publication %s now publishes %s", self.settings.publication, ", ".join(map(str, added)))
-        state = self._progress.load() if self._progress is not None and self.settings.snapshot else None
+        state = self._progress.load() if self._progress is not None and self.settings.snapshots else None
         if not exists:
             state = None  # a new slot starts a new history: whatever an earlier snapshot read is not continued
+        if self.settings.snapshot == "always" and not self._read_since_start and state and state.get("done"):
+            state = None  # a new start reads the tables again (a reconnect of this run does not)
         self._ledger.forget_outstanding()
         with self._errors("prepare capture from"):
-            if self.settings.snapshot and not (state and state.get("done")):
+            if self.settings.snapshots and not (state and state.get("done")):
                 self._begin_snapshot(exists, plans, state)
+                self._read_since_start = True
             else:
                 if not exists:
                     with self._control.cursor() as cursor:
@@ -95,7 +105,8 @@ class PostgresCapture:
         """A new slot exports the snapshot it starts at; an existing one (the snapshot was interrupted) gets a
         temporary slot's, so the rows still to read carry the exact LSN they were read at."""
         assert self._progress is not None
-        self._snapshot = InitialSnapshot(self._args, self._progress, self.metrics, self.log)
+        self._snapshot = InitialSnapshot(self._args, self._progress, self.metrics, self.log,
+                                         readers=self.settings.snapshot_parallel, chunk=self.settings.snapshot_chunk)
         exporter = psycopg2.connect(**self._args, connection_factory=psycopg2.extras.LogicalReplicationConnection)
         try:
             slot = pgslot.default_slot_name(self.settings.slot, "snapshot") if slot_exists else self.settings.slot
@@ -134,7 +145,7 @@ class PostgresCapture:
         snapshot = self._snapshot
         if snapshot is not None and snapshot.reading:
             with self._errors("read the initial snapshot from", reconnect=True):
-                rows = snapshot.read(min(self.settings.snapshot_chunk, max_records), self._ledger.emitted_count)
+                rows = snapshot.read(max_records, timeout_s, self._ledger.emitted_count)
                 self._ledger.emitted(len(rows))
                 snapshot.acked(self._ledger.acked_count)  # an empty last chunk is durable at once
                 self._beat()
@@ -229,3 +240,32 @@ class PostgresCapture:
                 with contextlib.suppress(psycopg2.Error):
                     connection.close()
         self._stream = self._cursor = self._control = None
+
+
+def capture_leftovers(url: str, slot: str, publication: str | None) -> list[Leftover]:
+    """The slot (and the publication the source created, when named) as a Leftover, if it is still there; when the
+    database cannot be asked, it is reported all the same, saying so."""
+    where = mask_password(url)
+    args = pgslot.connect_args(url)
+    unchecked = ""
+    try:
+        with contextlib.closing(psycopg2.connect(**args, application_name="tuneflow-cleanup")) as connection, \
+                connection.cursor() as cursor:
+            if not pgslot.capture_exists(cursor, slot, publication):
+                return []
+    except psycopg2.Error as exc:
+        unchecked = f" (could not check that it is still there: {error_reason(exc, url)})"
+
+    def drop() -> None:
+        try:
+            with contextlib.closing(psycopg2.connect(**args, application_name="tuneflow-cleanup")) as connection:
+                connection.autocommit = True
+                with connection.cursor() as cursor:
+                    pgslot.drop_capture(cursor, slot, publication)
+        except psycopg2.Error as exc:
+            raise TransientError(f"cannot drop replication slot {slot} on {where}: {error_reason(exc, url)}") \
+                from None
+
+    what = f"replication slot {slot}" + (f" and publication {publication}" if publication else "") + \
+        f" on {where}{unchecked}"
+    return [Leftover(what, pgslot.drop_capture_sql(slot, publication), drop)]

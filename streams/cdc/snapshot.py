@@ -1,9 +1,10 @@
-"""The initial snapshot of PostgreSQL tables: read inside an imported (exported-by-a-slot) snapshot, table by table in
-primary-key order, a chunk at a time, as text converted exactly like streamed changes (`streams.cdc.pgtypes`)."""
+"""The initial snapshot of PostgreSQL tables: read inside an imported (exported-by-a-slot) snapshot, in primary-key
+order a chunk at a time, as text converted exactly like streamed changes (`streams.cdc.pgtypes`). A table may be cut
+into parts, ranges of its first key column, which readers on their own connections read side by side."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from psycopg2 import sql  # type: ignore[import-untyped]
@@ -22,20 +23,53 @@ class TablePlan:
     converters: tuple[Converter, ...]
     key: tuple[str, ...]
     estimated_rows: int
+    part: int | None = None  # a part of the table: its rows with low <= first key column < high
+    low: str | None = None
+    high: str | None = None
+
+    @property
+    def name(self) -> str:
+        """What the snapshot's saved progress calls it: the table, or the table and its part."""
+        return str(self.table) if self.part is None else f"{self.table}#{self.part}"
 
     def chunk_query(self, after: list[str] | None, limit: int) -> tuple[sql.Composable, list[Any]]:
         key = sql.SQL(", ").join(map(sql.Identifier, self.key))
         # Aliased, so that ORDER BY means the columns and not their text (an output name would win there).
         columns = sql.SQL(", ").join(sql.SQL("{}::text AS {}").format(sql.Identifier(c), sql.Identifier(f"_{i}"))
                                      for i, c in enumerate(self.columns))
-        where = sql.SQL("")
+        conditions: list[sql.Composable] = []
         parameters: list[Any] = []
         if after is not None:
-            where = sql.SQL(" WHERE ({}) > ({})").format(key, sql.SQL(", ").join(sql.Placeholder() * len(after)))
-            parameters = list(after)
+            conditions.append(sql.SQL("({}) > ({})").format(key, sql.SQL(", ").join(sql.Placeholder() * len(after))))
+            parameters.extend(after)
+        for bound, operator in ((self.low, ">="), (self.high, "<")):
+            if bound is not None:
+                conditions.append(sql.SQL("{} {} %s").format(sql.Identifier(self.key[0]), sql.SQL(operator)))
+                parameters.append(bound)
+        where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
         query = sql.SQL("SELECT {} FROM {}{} ORDER BY {} LIMIT {}").format(
             columns, self.table.identifier(), where, key, sql.Literal(limit))
         return query, parameters
+
+    def parts(self, bounds: list[str]) -> list[TablePlan]:
+        """The table cut at `bounds` (values of its first key column, ascending): len(bounds) + 1 parts."""
+        if not bounds:
+            return [self]
+        edges: list[str | None] = [None, *bounds, None]
+        return [replace(self, part=i, low=edges[i], high=edges[i + 1]) for i in range(len(bounds) + 1)]
+
+
+def part_bounds(cursor: Any, plan: TablePlan, parts: int) -> list[str]:
+    """Values of the table's first key column that cut it into `parts` parts of about as many rows (fewer when
+    the column has fewer distinct values), read in the same snapshot as the rows."""
+    if parts < 2:
+        return []
+    fractions = [i / parts for i in range(1, parts)]
+    cursor.execute(sql.SQL("SELECT (percentile_disc(%s::float8[]) WITHIN GROUP (ORDER BY {}))::text[] FROM {}").format(
+        sql.Identifier(plan.key[0]), plan.table.identifier()), (fractions,))
+    row = cursor.fetchone()
+    bounds = [] if row is None or row[0] is None else row[0]
+    return list(dict.fromkeys(b for b in bounds if b is not None))  # a value that repeats cuts once
 
 
 def plan_tables(cursor: Any, tables: list[TableName]) -> list[TablePlan]:
@@ -76,7 +110,7 @@ class SnapshotCursor:
 
     @property
     def current(self) -> TablePlan | None:
-        return next((p for p in self.plans if str(p.table) not in self.finished), None)
+        return next((p for p in self.plans if p.name not in self.finished), None)
 
     @property
     def done(self) -> bool:
@@ -89,7 +123,7 @@ class SnapshotCursor:
             cursor.execute(query, parameters)
             texts = cursor.fetchall()
             if len(texts) < limit:
-                self.finished.append(str(plan.table))
+                self.finished.append(plan.name)
                 self.after = None
             if texts:
                 if len(texts) == limit:

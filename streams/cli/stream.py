@@ -153,10 +153,18 @@ def undeploy(name: str) -> None:
 
 @stream.command("destroy")
 @click.argument("name")
-def destroy(name: str) -> None:
+@click.option("--drop-leftovers", "--drop-cdc-slots", "drop_leftovers", is_flag=True,
+              help="Also drop what the apps keep outside the stream's topics (a CDC source's replication slot and "
+                   "publication); without it, each is listed with how to drop it.")
+def destroy(name: str, drop_leftovers: bool) -> None:
     """Undeploy the stream if it runs, then delete its definition and history."""
-    _service().destroy(name)
+    done = _service().destroy(name, drop_leftovers=drop_leftovers)
     _echo(f"destroyed stream {name}")
+    for leftover in done.leftovers:
+        if done.dropped:
+            _echo(f"dropped {leftover.what}")
+        else:
+            _echo(f"kept {leftover.what}; drop it with: {leftover.how}")
 
 
 @stream.command("list")

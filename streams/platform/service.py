@@ -17,6 +17,7 @@ from streams.platform.diff import ReleaseDiff, diff_manifests
 from streams.platform.manifest import build_manifest
 from streams.platform.properties import format_properties, split_by_labels
 from streams.registry import Registry
+from streams.runtime.contract import Leftover, parse_options
 from streams.state import ReleaseRecord, ReleaseStatus, StateStore, StreamRecord, StreamStatus
 from streams.suggest import did_you_mean
 
@@ -45,7 +46,17 @@ class Redefinition:
     dropped_properties: list[str]
 
 
-__all__ = ["AppInstanceStatus", "Redefinition", "StreamService", "Switch"]
+__all__ = ["AppInstanceStatus", "Destruction", "Redefinition", "StreamService", "Switch"]
+
+
+@dataclass(frozen=True)
+class Destruction:
+    """What `stream destroy` did: the stream deleted, and what its apps had left outside its topics, dropped or
+    kept (then each says how to drop it)."""
+
+    stream: StreamRecord
+    leftovers: list[Leftover]
+    dropped: bool
 
 
 class StreamService:
@@ -87,11 +98,35 @@ class StreamService:
         report = check(parse(name, definition), self.definitions(), self.registry.catalog())
         return self.state.create_stream(name, definition, report.to_json()["definition"], description)
 
-    def destroy(self, name: str) -> StreamRecord:
-        self.state.get_stream(name)  # an unknown name fails before anything is stopped
+    def destroy(self, name: str, drop_leftovers: bool = False) -> Destruction:
+        """Undeploy, then delete the definition and history. What the stream's apps keep outside its topics (a
+        replication slot) is dropped with `drop_leftovers`, or else returned, each with how to drop it by hand;
+        a failed drop stops before the stream is deleted, so the command can be run again."""
+        stream = self.state.get_stream(name)  # an unknown name fails before anything is stopped
         if self._deployer_of(name).deployed(name):
             self.undeploy(name)
-        return self.state.delete_stream(name)
+        leftovers = self.leftovers(stream)
+        if drop_leftovers:
+            for leftover in leftovers:
+                leftover.drop()
+        return Destruction(self.state.delete_stream(name), leftovers, dropped=drop_leftovers)
+
+    def leftovers(self, stream: StreamRecord) -> list[Leftover]:
+        """What any release of the stream, or its definition as it deploys now, may have left behind (an app that a
+        redefinition removed may have left its slot too); each once."""
+        manifests = [release.manifest for release in self.state.releases(stream.name)]
+        manifests.append(self._manifest_of(stream, self.definitions()))
+        found: dict[str, Leftover] = {}
+        for manifest in manifests:
+            for app in manifest["apps"]:
+                try:
+                    _, app_class = self.registry.load(app["app"], kind=app["kind"], version=app.get("version"))
+                    options = parse_options(app_class, app["options"])
+                except ConfigError:
+                    continue  # an app no longer registered, or options it no longer takes: nothing to ask
+                for leftover in app_class.leftovers(options, manifest["stream"], app["label"]):
+                    found.setdefault(leftover.what, leftover)
+        return list(found.values())
 
     def definitions(self) -> dict[str, StreamDefinition]:
         """Every stored stream, parsed."""

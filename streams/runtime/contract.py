@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
@@ -69,6 +69,16 @@ class AppContext:
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("tuneflow.app"))
 
 
+@dataclass(frozen=True)
+class Leftover:
+    """Something an app keeps outside the stream's topics that outlives the stream (a replication slot holding WAL
+    on a database): what it is, the exact way to remove it by hand, and `drop`, which removes it."""
+
+    what: str
+    how: str
+    drop: Callable[[], None]
+
+
 OptionsT = TypeVar("OptionsT", bound=AppOptions)
 
 
@@ -88,6 +98,12 @@ class App(Generic[OptionsT]):
 
     def close(self) -> None:
         """Release what setup opened; called once on shutdown."""
+
+    @classmethod
+    def leftovers(cls, options: Any, stream: str, label: str) -> list[Leftover]:
+        """What an instance with these options may have left behind that `stream destroy` must tell about (or
+        drop); called in the platform's process, never in the app's."""
+        return []
 
 
 class SourceApp(App[OptionsT]):

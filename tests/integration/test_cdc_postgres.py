@@ -27,6 +27,7 @@ from streams.serde import canonical_json, dumps
 from tests.integration.pipeline import create_topic, read_topic
 from tests.integration.processes import AppProcess, wait_for
 from tests.integration.services import scratch_database, unique_name
+from tests.integration.test_stream_lifecycle import Cli
 
 TABLES = ("artist", "album", "album_artist", "track", "track_artist", "genre", "track_genre")
 LYRICS = "가사 lyrics Текст 歌詞 " * 200  # ~6 kB, stored out of line: an update that leaves it is sent as 'u'
@@ -363,12 +364,31 @@ def progress_of(bootstrap: str, topic: str) -> dict[str, Any] | None:
     return states[-1] if states else None
 
 
+def catalog_and_topic(database: str, bootstrap: str, tracks: int, seed: int) -> tuple[str, str]:
+    """A catalog of `tracks` in the tables, and a new stream's name and output topic."""
+    generate_catalog(database, tracks, mode="append", seed=seed, chunk_size=500)
+    stream = unique_name("tfcdc")
+    create_topic(bootstrap, f"{stream}.cdc", 3)
+    return stream, f"{stream}.cdc"
+
+
+def wait_for_snapshot_done(bootstrap: str, topic: str, process: AppProcess) -> None:
+    wait_for(lambda: (progress_of(bootstrap, topic) or {}).get("done", False), 90, "the snapshot finished", process)
+
+
+def insert_and_wait_delivered(database: str, bootstrap: str, topic: str, genre: tuple[int, str],
+                              process: AppProcess) -> None:
+    """A last change, written now, is in the topic: everything before it is too."""
+    with connect(database) as cursor:
+        cursor.execute("INSERT INTO genre VALUES (%s, %s) RETURNING pg_current_xact_id()::text::bigint %% 4294967296",
+                       genre)
+        last = cursor.fetchone()[0]
+    wait_for(lambda: delivered(bootstrap, topic, last), 60, "the last change in Kafka", process)
+
+
 def test_an_interrupted_initial_snapshot_resumes_and_converges_with_live_changes(database: str, kafka_bootstrap: str,
                                                                                 tmp_path: Path) -> None:
-    generate_catalog(database, 1500, mode="append", seed=11, chunk_size=500)
-    stream = unique_name("tfcdc")
-    topic = f"{stream}.cdc"
-    create_topic(kafka_bootstrap, topic, 3)
+    stream, topic = catalog_and_topic(database, kafka_bootstrap, 1500, seed=11)
     snapshot = ["--snapshot=initial", "--snapshot-chunk=20"]  # small chunks: the kill lands mid-snapshot
     writer = Writer(database, 500, seed=3)
     writer.start()
@@ -383,8 +403,7 @@ def test_an_interrupted_initial_snapshot_resumes_and_converges_with_live_changes
         assert not (progress_of(kafka_bootstrap, topic) or {}).get("done")
         process = source(database, stream, tmp_path, "snap-1", *snapshot).start()
         process.wait_ready()
-        wait_for(lambda: (progress_of(kafka_bootstrap, topic) or {}).get("done", False), 90,
-                 "the snapshot finished", process)
+        wait_for_snapshot_done(kafka_bootstrap, topic, process)
         assert "resuming the initial snapshot" in process.log_path.read_text()
         writer.join(120)
         assert writer.error is None, writer.error
@@ -392,11 +411,7 @@ def test_an_interrupted_initial_snapshot_resumes_and_converges_with_live_changes
         snapshot_rows = sum(b'"op":"r"' in v for _, v, _ in read_topic(kafka_bootstrap, topic))
         process = source(database, stream, tmp_path, "snap-2", *snapshot).start()
         process.wait_ready()
-        with connect(database) as cursor:
-            cursor.execute("INSERT INTO genre VALUES (9999, 'Fado') RETURNING "
-                           "pg_current_xact_id()::text::bigint % 4294967296")
-            last = cursor.fetchone()[0]
-        wait_for(lambda: delivered(kafka_bootstrap, topic, last), 60, "the last change in Kafka", process)
+        insert_and_wait_delivered(database, kafka_bootstrap, topic, (9999, "Fado"), process)
     finally:
         process.stop()
 
@@ -436,3 +451,96 @@ def test_the_password_appears_in_no_log_metric_or_record(database: str, kafka_bo
             cursor.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
                            "WHERE database = current_database()")
             cursor.execute(f'DROP ROLE "{role}"')
+
+
+def capture_objects(url: str) -> tuple[list[str], list[str]]:
+    with connect(url) as cursor:
+        cursor.execute("SELECT slot_name FROM pg_replication_slots WHERE database = current_database()")
+        slots = [name for (name,) in cursor.fetchall()]
+        cursor.execute("SELECT pubname FROM pg_publication")
+        return slots, [name for (name,) in cursor.fetchall()]
+
+
+def test_stream_destroy_says_how_to_drop_the_slot_or_drops_it(database: str, mongo_uri: str,
+                                                              tmp_path: Path) -> None:
+    cli = Cli(tmp_path, mongo_uri)
+    kept, dropped = unique_name("tfcdckept"), unique_name("tfcdcdrop")
+    for stream in (kept, dropped):
+        cli.ok("create", stream, "--definition", f"cdc-postgres --url={database} --tables=genre | log")
+        cli.ok("deploy", stream)
+    slot = f"tuneflow_{kept}_cdc_postgres"
+    assert sorted(capture_objects(database)[0]) == sorted([slot, f"tuneflow_{dropped}_cdc_postgres"])
+
+    said = cli.ok("destroy", kept)
+    statements = f"SELECT pg_drop_replication_slot('{slot}'); DROP PUBLICATION IF EXISTS \"{slot}\";"
+    assert said.splitlines()[-1].startswith(f"kept replication slot {slot} and publication {slot} on postgresql://")
+    assert said.splitlines()[-1].endswith(f"; drop it with: {statements}")
+    assert slot in capture_objects(database)[0]  # kept, as it says
+    with connect(database) as cursor:  # the SQL it printed, as a user pastes it
+        cursor.execute(statements)
+
+    said = cli.ok("destroy", dropped, "--drop-cdc-slots")
+    assert f"dropped replication slot tuneflow_{dropped}_cdc_postgres" in said
+    assert capture_objects(database) == ([], [])
+    assert cli.json("list") == []
+
+
+def snapshot_records(bootstrap: str, topic: str) -> Counter[str]:
+    return Counter(orjson.loads(v)["table"] for _, v, _ in read_topic(bootstrap, topic) if b'"op":"r"' in v)
+
+
+def test_parallel_snapshot_readers_read_every_row_once_in_one_snapshot(database: str, kafka_bootstrap: str,
+                                                                      tmp_path: Path) -> None:
+    stream, topic = catalog_and_topic(database, kafka_bootstrap, 1200, seed=12)
+    writer = Writer(database, 300, seed=5)
+    writer.start()
+    process = source(database, stream, tmp_path, "parallel", "--snapshot=initial", "--snapshot-parallel=3",
+                     "--snapshot-chunk=50").start()
+    try:
+        process.wait_ready()
+        wait_for_snapshot_done(kafka_bootstrap, topic, process)
+        writer.join(120)
+        assert writer.error is None, writer.error
+        insert_and_wait_delivered(database, kafka_bootstrap, topic, (9998, "Morna"), process)
+    finally:
+        process.stop()
+
+    assert "initial snapshot at LSN" in process.log_path.read_text()
+    assert "with 3 readers" in process.log_path.read_text()
+    bounds = progress_of(kafka_bootstrap, topic)["bounds"]  # type: ignore[index]
+    assert len(bounds["track"]) == 2  # the biggest table read in three parts
+    messages = read_topic(kafka_bootstrap, topic)
+    keys = [(orjson.loads(v)["table"], canonical_json(orjson.loads(v)["key"])) for _, v, _ in messages
+            if b'"op":"r"' in v]
+    assert len(keys) == len(set(keys))  # no row read twice by two readers
+    versions_of_r = {int(h[VERSION_HEADER]) for _, v, h in messages if b'"op":"r"' in v}
+    assert len(versions_of_r) == 1  # all in the one exported snapshot
+    assert checksums(guarded_replay(messages)) == checksums(table_rows(database))
+
+
+def test_snapshot_always_reads_the_tables_again_at_every_start(database: str, kafka_bootstrap: str,
+                                                               tmp_path: Path) -> None:
+    stream, topic = catalog_and_topic(database, kafka_bootstrap, 300, seed=13)
+    rows = sum(1 for _ in table_rows(database))
+    for run in range(2):
+        process = source(database, stream, tmp_path, f"always-{run}", "--snapshot=always").start()
+        try:
+            process.wait_ready()
+            wait_for(lambda run=run: sum(snapshot_records(kafka_bootstrap, topic).values()) >= rows * (run + 1)
+                     and (progress_of(kafka_bootstrap, topic) or {}).get("done", False), 90,
+                     "the snapshot read again", process)
+        finally:
+            process.stop()
+        assert "starting the initial snapshot" in process.log_path.read_text()
+    with connect(database) as cursor:
+        cursor.execute("UPDATE genre SET name = name || '!' WHERE genre_id = (SELECT min(genre_id) FROM genre)")
+    process = source(database, stream, tmp_path, "always-2", "--snapshot=always").start()
+    try:
+        process.wait_ready()
+        wait_for(lambda: sum(snapshot_records(kafka_bootstrap, topic).values()) >= rows * 3, 90,
+                 "a third read", process)
+    finally:
+        process.stop()
+    messages = read_topic(kafka_bootstrap, topic)
+    assert sum(snapshot_records(kafka_bootstrap, topic).values()) == rows * 3
+    assert checksums(guarded_replay(messages)) == checksums(table_rows(database))

@@ -7,6 +7,7 @@ from typing import Any
 
 from streams.binders.memory import MemoryBinder
 from streams.cdc.pgslot import TableName
+from streams.cdc.pgsnapshot import PartsProgress, _Chunk
 from streams.cdc.progress import SnapshotProgressStore
 from streams.cdc.snapshot import SnapshotCursor, TablePlan
 
@@ -63,3 +64,31 @@ def test_progress_is_read_back_as_the_last_state_saved() -> None:
     store.save({"finished": ["artist"], "after": None, "done": True})
     assert SnapshotProgressStore(binder, "s.cdc.snapshot").load(timeout_s=5) == {
         "finished": ["artist"], "after": None, "done": True}
+
+
+def test_a_table_cut_at_values_of_its_first_key_column_reads_each_range_in_its_own_part() -> None:
+    parts = plan("artist").parts(["10", "20"])
+    assert [(p.name, p.low, p.high) for p in parts] == [("artist#0", None, "10"), ("artist#1", "10", "20"),
+                                                         ("artist#2", "20", None)]
+    _, parameters = parts[1].chunk_query(["12"], 5)
+    assert parameters == ["12", "10", "20"]  # after the last key read, and within the part's range
+    assert [p.name for p in plan("genre").parts([])] == ["genre"]
+
+
+def test_parts_progress_is_a_resumable_state_and_reads_one_saved_before_tables_were_cut() -> None:
+    plans = [plan("artist"), plan("genre")]
+    progress = PartsProgress(plans, None)
+    progress.cut(plans, {"artist": ["2"]})
+    artist_0, artist_1, genre = progress.parts
+    progress.advance(_Chunk(artist_1, [], ["3"], False))
+    progress.advance(_Chunk(genre, [], None, True))
+    state = progress.state()
+    assert state == {"bounds": {"artist": ["2"]}, "finished": ["genre"], "after": {"artist#1": ["3"]}, "done": False}
+    resumed = PartsProgress(plans, state)
+    resumed.cut(plans, resumed.bounds or {})
+    assert [p.name for p in resumed.left] == ["artist#0", "artist#1"] and resumed.after == {"artist#1": ["3"]}
+
+    earlier = PartsProgress(plans, {"finished": [], "after": ["2"], "done": False})
+    earlier.cut(plans, earlier.bounds or {})
+    assert [p.name for p in earlier.left] == ["artist", "genre"] and earlier.after == {"artist": ["2"]}
+    assert artist_0.low is None

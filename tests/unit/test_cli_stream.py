@@ -10,6 +10,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from sources.base import AppOptions, Leftover, SourceApp
+
 
 @pytest.fixture(autouse=True)
 def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -119,3 +121,45 @@ def test_a_new_definition_drops_the_properties_of_apps_it_removes(tmp_path: Path
     assert stream.deployment_properties_raw == "app.log.level=DEBUG,deployer.*.memory=1g"
     assert [(a.label, a.change) for a in result.diff.apps] == [("kafka", "same"), ("log", "changed"),
                                                                ("normalize", "removed")]
+
+
+class MarkerOptions(AppOptions):
+    marker: str
+
+
+class MarkerSource(SourceApp[MarkerOptions]):
+    """A source that leaves a file behind, as a CDC source leaves a replication slot."""
+
+    name = "marker"
+    options_model = MarkerOptions
+
+    @classmethod
+    def leftovers(cls, options: MarkerOptions, stream: str, label: str) -> list[Leftover]:
+        path = Path(options.marker)
+        if not path.exists():
+            return []
+        return [Leftover(f"marker {path.name} of {stream}.{label}", f"rm {path}", path.unlink)]
+
+
+def test_destroy_tells_what_an_app_left_behind_and_how_to_drop_it_or_drops_it(tmp_path: Path) -> None:
+    from streams.binders.memory import MemoryBinder
+    from streams.deployers.local import LocalDeployer
+    from streams.platform.service import StreamService
+    from streams.state import open_state
+
+    service = StreamService(open_state(), LocalDeployer(tmp_path), MemoryBinder)
+    service.registry.register("source", "marker", "python:tests.unit.test_cli_stream:MarkerSource", version="1.0")
+    kept, dropped = tmp_path / "kept", tmp_path / "dropped"
+    for marker in (kept, dropped):
+        marker.touch()
+        service.create(marker.name, f"marker --marker={marker} | log")
+
+    result = _tuneflow("stream", "destroy", "kept")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["destroyed stream kept",
+                                          f"kept marker kept of kept.marker; drop it with: rm {kept}"]
+    assert kept.exists()
+
+    result = _tuneflow("stream", "destroy", "dropped", "--drop-leftovers")
+    assert result.stdout.splitlines() == ["destroyed stream dropped", "dropped marker dropped of dropped.marker"]
+    assert not dropped.exists() and service.state.list_streams() == []
