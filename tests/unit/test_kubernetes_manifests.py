@@ -170,3 +170,17 @@ def test_an_autoscaled_app_is_a_stateful_set_with_a_lag_driven_autoscaler() -> N
     assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 45
     assert len(hpa["metadata"]["name"]) <= 52 and hpa["metadata"]["name"] == workload["metadata"]["name"]
     assert ("HorizontalPodAutoscaler", "n3") not in objects
+
+
+def test_service_monitors_on_request_select_a_metrics_port_of_every_app() -> None:
+    assert not [o for o in build_objects(_plan(), 1, KubernetesSettings()) if o["kind"] == "ServiceMonitor"]
+    objects = build_objects(_plan(), 1, KubernetesSettings(service_monitor=True))
+    monitors = {o["metadata"]["labels"]["tuneflow.io/app"]: o for o in objects if o["kind"] == "ServiceMonitor"}
+    services = {o["metadata"]["labels"]["tuneflow.io/app"]: o for o in objects if o["kind"] == "Service"}
+    assert set(monitors) == set(services) == {"http", "n1", "n2", "n3", "mongo"}
+    for label, monitor in monitors.items():
+        service = services[label]
+        assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+        assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "15s"}]
+        assert "metrics" in {port["name"] for port in service["spec"]["ports"]}
+    assert {port["name"] for port in services["http"]["spec"]["ports"]} == {"http", "metrics"}

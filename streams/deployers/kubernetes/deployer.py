@@ -49,6 +49,7 @@ PATHS = {
     "StatefulSet": ("apis/apps/v1", "statefulsets"),
     "PodDisruptionBudget": ("apis/policy/v1", "poddisruptionbudgets"),
     "HorizontalPodAutoscaler": ("apis/autoscaling/v2", "horizontalpodautoscalers"),
+    "ServiceMonitor": ("apis/monitoring.coreos.com/v1", "servicemonitors"),
 }
 WORKLOADS = ("Deployment", "StatefulSet")
 DELETE_ORDER = ("HorizontalPodAutoscaler", "Deployment", "StatefulSet", "PodDisruptionBudget", "Service", "ConfigMap",
@@ -101,7 +102,8 @@ class KubernetesDeployer:
         config = KubernetesSettings(
             namespace=namespace or "tuneflow", image=env.get("TUNEFLOW_KUBERNETES_IMAGE", f"tuneflow:{__version__}"),
             kafka_bootstrap=env.get("TUNEFLOW_KUBERNETES_KAFKA_BOOTSTRAP", settings.kafka_bootstrap()),
-            run_as_user=int(run_as), service_account=env.get("TUNEFLOW_KUBERNETES_SERVICE_ACCOUNT"))
+            run_as_user=int(run_as), service_account=env.get("TUNEFLOW_KUBERNETES_SERVICE_ACCOUNT"),
+            service_monitor=env.get("TUNEFLOW_KUBERNETES_SERVICE_MONITOR", "").lower() in ("1", "true", "yes"))
         return cls(connect, config, wait)
 
     # -- the deployer protocol (streams.deployers.base) -------------------------------------------------------
@@ -153,7 +155,9 @@ class KubernetesDeployer:
         went (the replicas of the deleted workloads). Their ReplicaSets and pods go with them."""
         instances = 0
         selector = stream_selector(stream, labels)
-        for kind in DELETE_ORDER:
+        # a ServiceMonitor's kind exists only where the Prometheus Operator's CRD is installed
+        kinds = ("ServiceMonitor", *DELETE_ORDER) if self.config.service_monitor else DELETE_ORDER
+        for kind in kinds:
             for obj in self._list(kind, selector):
                 if before is not None and int(obj["metadata"]["labels"].get(RELEASE_LABEL, "0")) >= before:
                     continue

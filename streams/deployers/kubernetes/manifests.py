@@ -1,5 +1,6 @@
-"""A release's manifest as Kubernetes objects: per app a workload, a ConfigMap, a Secret, a PodDisruptionBudget and,
-for `http` sources, a Service. Pure data: nothing here talks to a cluster.
+"""A release's manifest as Kubernetes objects: per app a workload, a ConfigMap, a Secret, a PodDisruptionBudget, for
+`http` sources and StatefulSets a Service, for `deployer.<app>.autoscale` a HorizontalPodAutoscaler, and on request
+(TUNEFLOW_KUBERNETES_SERVICE_MONITOR) a ServiceMonitor. Pure data: nothing here talks to a cluster.
 
 Every object of one app shares one name, `<stream>-<label>`, cut to fit with a hash of the whole (so two long names
 that share a prefix stay apart). Apps with more than one instance are StatefulSets: each instance needs a stable
@@ -47,6 +48,7 @@ class KubernetesSettings:
     kafka_bootstrap: str = "kafka:9092"
     run_as_user: int = 10001  # the image's user; Pod Security "restricted" refuses 0
     service_account: str | None = None
+    service_monitor: bool = False  # a Prometheus Operator ServiceMonitor per app (its CRD must be installed)
 
 
 # -- names -----------------------------------------------------------------------------------------------------------
@@ -146,17 +148,24 @@ def app_objects(stream: str, app: dict[str, Any], release: int, settings: Kubern
               "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector}}}
 
     objects = [config_map, secret_object] if secret else [config_map]
-    if http_port is not None or stateful:
+    metrics_port = {"name": "metrics", "port": HEALTH_PORT, "targetPort": "metrics"}
+    if http_port is not None or stateful or settings.service_monitor:
         service = meta("Service", "v1")
-        ports = [{"name": "http", "port": http_port, "targetPort": "http"}] if http_port is not None else \
-            [{"name": "metrics", "port": HEALTH_PORT, "targetPort": "metrics"}]
+        ports = [{"name": "http", "port": http_port, "targetPort": "http"}] if http_port is not None else [metrics_port]
+        if http_port is not None and settings.service_monitor:
+            ports.append(metrics_port)
         service["spec"] = {"selector": selector, "ports": ports}
         if http_port is None:
-            service["spec"]["clusterIP"] = "None"  # the StatefulSet's governing service: a DNS name per instance
+            service["spec"]["clusterIP"] = "None"  # headless: a DNS name per instance, scraped one by one
         objects.append(service)
     scaler = [_autoscaler(meta("HorizontalPodAutoscaler", "autoscaling/v2"), workload, stream, app["label"],
                           autoscale)] if autoscale else []
-    return [*objects, workload, budget, *scaler]
+    monitor = []
+    if settings.service_monitor:
+        monitor = [meta("ServiceMonitor", "monitoring.coreos.com/v1")]
+        monitor[0]["spec"] = {"selector": {"matchLabels": selector}, "namespaceSelector": {"matchNames": [
+            settings.namespace]}, "endpoints": [{"port": "metrics", "path": "/metrics", "interval": "15s"}]}
+    return [*objects, workload, budget, *scaler, *monitor]
 
 
 def _autoscaler(hpa: dict[str, Any], workload: dict[str, Any], stream: str, label: str,
