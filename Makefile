@@ -8,6 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STACK := deploy/local/stack
 PYTEST_ARGS ?=
+SECTIONS ?=
 
 .PHONY: help venv demo test test-unit lint stack-up stack-down stack-status bench clean
 
@@ -45,7 +46,7 @@ lint: venv  ## ruff
 
 bench: venv stack-up  ## measure the machine's raw ceilings and tuneflow's numbers into benchmarks/results/
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'  # the peers: faust-streaming, Debezium embedded
-	eval "$$($(STACK) env)" && $(BIN)/python -m benchmarks.run
+	eval "$$($(STACK) env)" && TUNEFLOW_BENCH_SECTIONS="$(SECTIONS)" $(BIN)/python -m benchmarks.run
 
 clean:  ## remove the virtualenv and caches (the service stack keeps its data; see stack-down)
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,12 +1,18 @@
-"""`make bench`: measure ceilings and tuneflow's own numbers in one run, write benchmarks/results/<time>.json."""
+"""`make bench`: measure ceilings and tuneflow's own numbers in one run, write benchmarks/results/<time>.json.
+
+`make bench SECTIONS=apps,http` (TUNEFLOW_BENCH_SECTIONS) runs only those sections; `apps` brings the ceilings it
+is compared with. A partial report says which sections it holds and does not replace `latest.json`.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -15,6 +21,30 @@ from benchmarks.harness import machine
 
 RESULTS = Path(__file__).parent / "results"
 REQUIRED = ("TUNEFLOW_KAFKA_BOOTSTRAP", "TUNEFLOW_MONGO_URI", "TUNEFLOW_PG_URL", "TUNEFLOW_MYSQL_URL")
+Section = Callable[[dict[str, str], Path, dict[str, Any]], Any]
+# In running order; each gets the environment, a scratch folder and the report so far.
+SECTIONS: dict[str, Section] = {
+    "ceilings": lambda env, _, report: ceilings.run_all(env),
+    "apps": lambda env, work, report: apps.run_all(env, report["ceilings"], work),
+    "http": lambda env, work, _: http_source.run_all(env, work),
+    "cdc_mysql": lambda env, work, _: cdc_mysql.run_all(env, work),
+    "cdc_postgres": lambda env, work, _: cdc_postgres.run_all(env, work),
+    "ferretdb_backends": lambda env, _, __: ferretdb_backends.run_all(env),
+    "migration": lambda env, _, __: migration.run_all(env),
+}
+
+
+def chosen(text: str) -> list[str]:
+    if not text.strip():
+        return list(SECTIONS)
+    wanted = {name.strip() for name in text.split(",") if name.strip()}
+    unknown = wanted - set(SECTIONS)
+    if unknown:
+        raise SystemExit(f"unknown benchmark sections: {', '.join(sorted(unknown))}; "
+                         f"choose from {', '.join(SECTIONS)}")
+    if "apps" in wanted:
+        wanted.add("ceilings")
+    return [name for name in SECTIONS if name in wanted]
 
 
 def main() -> int:
@@ -23,29 +53,19 @@ def main() -> int:
         print(f"missing {', '.join(missing)}: run `make bench`, or `eval \"$(deploy/local/stack env)\"` first",
               file=sys.stderr)
         return 2
+    sections = chosen(os.environ.get("TUNEFLOW_BENCH_SECTIONS", ""))
     started = datetime.now(UTC)
     env = dict(os.environ)
-    measured_ceilings = ceilings.run_all(env)
-    with tempfile.TemporaryDirectory(prefix="tf-bench-apps-") as workdir:
-        app_results = apps.run_all(env, measured_ceilings, Path(workdir))
-        http_results = http_source.run_all(env, Path(workdir))
-        cdc_mysql_results = cdc_mysql.run_all(env, Path(workdir))
-        cdc_results = cdc_postgres.run_all(env, Path(workdir))
-    report = {
-        "started_at": started.isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "machine": machine(),
-        "ceilings": measured_ceilings,
-        "apps": app_results,
-        "http": http_results,
-        "cdc_mysql": cdc_mysql_results,
-        "cdc_postgres": cdc_results,
-        "ferretdb_backends": ferretdb_backends.run_all(env),
-        "migration": migration.run_all(env),
-    }
+    report: dict[str, Any] = {"started_at": started.isoformat(timespec="seconds").replace("+00:00", "Z"),
+                              "machine": machine(), "sections": sections}
+    with tempfile.TemporaryDirectory(prefix="tf-bench-") as workdir:
+        for name in sections:
+            report[name] = SECTIONS[name](env, Path(workdir), report)
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{started.strftime('%Y%m%dT%H%M%SZ')}.json"
     path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
-    (RESULTS / "latest.json").write_bytes(path.read_bytes())
+    if sections == list(SECTIONS):
+        (RESULTS / "latest.json").write_bytes(path.read_bytes())
     print(f"report: {path}")
     return 0
 
