@@ -1,5 +1,5 @@
-"""A CDC source's durable log position, kept in a Kafka topic of its own (`<stream>.<label>.offsets`) through the
-binder, the way Kafka Connect keeps source offsets: the last position written wins.
+"""A CDC source's durable log position, kept in a compacted Kafka topic of its own (`<stream>.<label>.offsets`)
+through the binder, the way Kafka Connect keeps source offsets: the last position written wins.
 
 Why Kafka and not the platform state: the position is only worth anything next to the changes it covers, which are
 in Kafka, and every instance already reaches Kafka (a pod need not reach the platform database, and a stream
@@ -9,79 +9,16 @@ acknowledged by Kafka, so the topic never runs ahead of the changes.
 
 from __future__ import annotations
 
-import time
-from typing import Any
-
-from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
-
-from streams.binders.base import Binder, InputBinding, OutputBinding
-from streams.binders.kafka import KafkaBinder
-from streams.binders.kafka_common import base_config, describe, error_of
-from streams.errors import TransientError
-from streams.records import Record
-from streams.serde import dumps, loads
+from streams.binders.base import Binder
+from streams.cdc.topic_state import TopicState
 
 POSITION_KEY = b"position"
-# Only the last position counts: Kafka keeps one per key once a segment rolls (hourly), so a start reads at most an
-# hour of positions, however long the source has run.
-COMPACTED = {"cleanup.policy": "compact", "segment.ms": str(3_600_000), "min.cleanable.dirty.ratio": "0.1"}
 
 
 def positions_topic(stream: str, label: str) -> str:
     return f"{stream}.{label}.offsets"
 
 
-class PositionStore:
+class PositionStore(TopicState):
     def __init__(self, binder: Binder, topic: str) -> None:
-        self.binder = binder
-        self.topic = topic
-        self._output: OutputBinding | None = None
-
-    def load(self, timeout_s: float = 60.0) -> dict[str, Any] | None:
-        """The last position written, or None when the source never ran."""
-        if isinstance(self.binder, KafkaBinder):
-            create_compacted(self.binder, self.topic)
-        self.binder.ensure_topics([self.topic])
-        reader: InputBinding = self.binder.input([self.topic], f"{self.topic}.reader", "positions")
-        last: dict[str, Any] | None = None
-        deadline = time.monotonic() + timeout_s
-        try:
-            while time.monotonic() < deadline:
-                records = reader.poll(1000, 0.5)
-                for record in records:
-                    if record.key == POSITION_KEY:
-                        last = loads(record.value)
-                lags = reader.lag()
-                if not records and lags and all(item.lag == 0 for item in lags):
-                    return last
-        finally:
-            reader.close()
-        raise TransientError(f"could not read the log position in {self.topic} within {timeout_s:g}s")
-
-    def save(self, position: dict[str, Any], flush: bool = False) -> None:
-        """Write a position; `flush` waits until Kafka has it (else it goes with the producer's next delivery)."""
-        if self._output is None:
-            self._output = self.binder.output()
-        self._output.send(self.topic, [Record(key=POSITION_KEY, value=dumps(position))])
-        if flush:
-            self._output.flush()
-
-    def close(self) -> None:
-        if self._output is not None:
-            self._output.flush()
-            self._output.close()
-            self._output = None
-
-
-def create_compacted(binder: KafkaBinder, topic: str) -> None:
-    """Create `topic` compacted unless it exists (one partition: the positions keep their order)."""
-    admin = AdminClient(base_config(binder.bootstrap))
-    futures = admin.create_topics([NewTopic(topic, 1, binder.replication, config=COMPACTED)],
-                                  operation_timeout=binder.timeout_s, request_timeout=binder.timeout_s)
-    try:
-        futures[topic].result(binder.timeout_s + 5)
-    except KafkaException as exc:
-        if error_of(exc).code() != KafkaError.TOPIC_ALREADY_EXISTS:
-            raise TransientError(f"cannot create {topic!r}: {describe(exc)}") from None
+        super().__init__(binder, topic, POSITION_KEY, "the log position", compacted=True)
