@@ -36,7 +36,7 @@ class KafkaOutput:
     def __init__(self, config: dict[str, Any], bootstrap: str, timeout_s: float) -> None:
         self._timeout_s = timeout_s
         self._failed: list[tuple[str, bytes | None, bytes | None, str]] = []
-        self._unconfirmed: list[Outgoing] = []
+        self._unconfirmed: list[tuple[str, Sequence[Record]]] = []
         self._resend: list[Outgoing] = []
         # delivery.report.only.error: the callback runs for failures only, not once per record.
         self._producer = Producer({**config, "on_delivery": self._on_delivery,
@@ -53,7 +53,8 @@ class KafkaOutput:
 
     def send(self, topic: str, records: Sequence[Record]) -> None:
         produce = self._producer.produce
-        unconfirmed = self._unconfirmed.append if self._resend_failed else None
+        if self._resend_failed:  # kept by batch, matched to failed deliveries only if any (see _undelivered)
+            self._unconfirmed.append((topic, tuple(records)))
         for record in records:
             value = record.value
             if value.__class__ is not bytes:
@@ -69,8 +70,6 @@ class KafkaOutput:
                 self._produce_when_room(topic, key, value, headers)
             except KafkaException as exc:
                 raise TransientError(f"cannot produce to {topic}: {describe(exc)}") from exc
-            if unconfirmed is not None:
-                unconfirmed((topic, key, value, headers))
         self._producer.poll(0)
 
     def _produce_when_room(self, topic: str, key: bytes | None, value: bytes | None, headers: Any) -> None:
@@ -109,11 +108,13 @@ class KafkaOutput:
         """The sent records (with headers, which delivery reports lack) that match the failed deliveries."""
         wanted = Counter((topic, key, value) for topic, key, value, _ in failed)
         matched = []
-        for outgoing in self._unconfirmed:
-            identity = outgoing[:3]
-            if wanted[identity] > 0:
-                wanted[identity] -= 1
-                matched.append(outgoing)
+        for topic, records in self._unconfirmed:
+            for record in records:
+                value = record.value if record.value.__class__ is bytes else wire_value(record.value)
+                identity = (topic, record.key, value)
+                if wanted[identity] > 0:
+                    wanted[identity] -= 1
+                    matched.append((topic, record.key, value, record.headers or None))
         return matched
 
     def close(self) -> None:

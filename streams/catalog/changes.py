@@ -29,10 +29,10 @@ ADAPTER: TypeAdapter[TrackDocument | TrackDelete] = TypeAdapter(TrackChange)
 _TAGS = frozenset({"track", "delete"})
 
 # Most records are track upserts: they skip the union's discriminator and go straight to the track schema.
-_validate_track = TrackDocument.__pydantic_validator__.validate_json
-_track_json = TrackDocument.__pydantic_serializer__.to_json
+validate_track = TrackDocument.__pydantic_validator__.validate_json
+track_json = TrackDocument.__pydantic_serializer__.to_json
 # Deletes are written with "op" first: a look at the head of the value sends those to the union at once.
-_OP_HEAD_BYTES = 32
+OP_HEAD_BYTES = 32
 
 NO_ISRC = "a track needs an ISRC here (--require-isrc)"
 _POSITION = re.compile(r" at line (\d+) column (\d+)$")
@@ -63,7 +63,7 @@ def check_change(value: object, require_isrc: bool = False) -> tuple[bytes, byte
     if isinstance(change, TrackDocument):
         if require_isrc and change.isrc is None:
             return Rejection([{"field": "isrc", "message": NO_ISRC}])
-        return str(change.id).encode(), _track_json(change, by_alias=True)
+        return str(change.id).encode(), track_json(change, by_alias=True)
     return str(change.track_id).encode(), ADAPTER.dump_json(change, by_alias=True)
 
 
@@ -71,10 +71,10 @@ def _validate(value: bytes | str) -> TrackDocument | TrackDelete:
     """The union's result. A record that passes the track schema has no "op" key (the schema forbids extra keys),
     which is also what the union would pick; only a record that fails it may be a delete."""
     raw = value.encode() if isinstance(value, str) else value
-    if raw.find(b'"op"', 0, _OP_HEAD_BYTES) >= 0:
+    if raw.find(b'"op"', 0, OP_HEAD_BYTES) >= 0:
         return ADAPTER.validate_json(raw)
     try:
-        return _validate_track(raw)  # type: ignore[no-any-return]
+        return validate_track(raw)  # type: ignore[no-any-return]
     except ValidationError:
         # "op" further in, or a key spelled with escapes that may still be "op": let the union decide
         if b'"op"' in raw or b"\\u" in raw:
