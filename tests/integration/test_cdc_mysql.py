@@ -5,7 +5,6 @@ an empty map reproduces every table row for row, with TINYINT(1) as booleans and
 
 from __future__ import annotations
 
-import hashlib
 import random
 import subprocess
 import threading
@@ -29,13 +28,12 @@ from streams.cdc.binlog import position_number
 from streams.cdc.mysql import _Connection
 from streams.records import TX_ID_HEADER, TX_LAST_HEADER, TX_SEQ_HEADER, VERSION_HEADER
 from streams.serde import canonical_json, dumps
+from tests.integration.cdc_replay import Row, checksums, replay, versions
 from tests.integration.pipeline import create_topic, produce, read_topic
 from tests.integration.processes import AppProcess, wait_for
 from tests.integration.services import scratch_database, service_url, unique_name
 
 TABLES = ("artist", "album", "album_artist", "track", "track_artist", "genre", "track_genre")
-Row = dict[str, Any]
-Message = tuple[bytes | None, bytes, dict[str, bytes]]
 # What the catalog lacks, to see each type come through exactly: money, a JSON document, text beyond the BMP.
 EXTRA_COLUMNS = ("ALTER TABLE track ADD COLUMN price DECIMAL(20,6) NULL, ADD COLUMN meta JSON NULL",)
 BOOLEAN_COLUMNS = {("track", "explicit")}
@@ -173,27 +171,6 @@ def source(url: str, stream: str, workdir: Path, name: str, *options: str) -> Ap
                        f"--url={url}", *options], workdir, name)
 
 
-def versions(message: Message) -> tuple[int, int]:
-    headers = message[2]
-    return int(headers[VERSION_HEADER]), int(headers[TX_SEQ_HEADER])
-
-
-def replay(messages: list[Message]) -> dict[tuple[str, bytes], Row]:
-    """Apply the changes in version order to an empty map keyed by table + primary key."""
-    state: dict[tuple[str, bytes], Row] = {}
-    for _, value, _ in sorted(messages, key=versions):
-        change = orjson.loads(value)
-        table = change["table"]
-        if change["op"] == "t":
-            for key in [k for k in state if k[0] == table]:
-                del state[key]
-        elif change["op"] == "d":
-            state.pop((table, canonical_json(change["key"])), None)
-        else:
-            state[(table, canonical_json(change["key"]))] = change["after"]
-    return state
-
-
 def table_rows(url: str) -> dict[tuple[str, bytes], Row]:
     """Every row as the database holds it, in the JSON the records use: booleans, JSON values, exact decimals."""
     rows: dict[tuple[str, bytes], Row] = {}
@@ -214,10 +191,6 @@ def table_rows(url: str) -> dict[tuple[str, bytes], Row]:
                 plain = orjson.loads(dumps(row))
                 rows[(table, canonical_json({k: v for k, v in plain.items() if k in key_columns}))] = plain
     return rows
-
-
-def checksums(rows: dict[tuple[str, bytes], Row]) -> dict[tuple[str, bytes], str]:
-    return {key: hashlib.sha256(canonical_json(row)).hexdigest() for key, row in rows.items()}
 
 
 def delivered(bootstrap: str, topic: str, gtid: str) -> bool:

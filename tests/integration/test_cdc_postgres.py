@@ -4,7 +4,6 @@ to an empty map reproduces every table row for row; every change arrives, duplic
 
 from __future__ import annotations
 
-import hashlib
 import random
 import threading
 import time
@@ -24,6 +23,7 @@ from streams.catalog.legacy import create_legacy_schema
 from streams.records import TX_ID_HEADER, TX_LAST_HEADER, TX_SEQ_HEADER, VERSION_HEADER
 from streams.runtime.metrics import metric_sum
 from streams.serde import canonical_json, dumps
+from tests.integration.cdc_replay import Message, Row, checksums, replay, versions
 from tests.integration.pipeline import create_topic, read_topic
 from tests.integration.processes import AppProcess, wait_for
 from tests.integration.services import scratch_database, unique_name
@@ -31,8 +31,6 @@ from tests.integration.test_stream_lifecycle import Cli
 
 TABLES = ("artist", "album", "album_artist", "track", "track_artist", "genre", "track_genre")
 LYRICS = "가사 lyrics Текст 歌詞 " * 200  # ~6 kB, stored out of line: an update that leaves it is sent as 'u'
-Row = dict[str, Any]
-Message = tuple[bytes | None, bytes, dict[str, bytes]]
 
 
 @pytest.fixture
@@ -159,32 +157,6 @@ def source(url: str, stream: str, workdir: Path, name: str, *options: str) -> Ap
                        f"--url={url}", "--heartbeat-s=1", *options], workdir, name)
 
 
-def versions(message: Message) -> tuple[int, int]:
-    headers = message[2]
-    return int(headers[VERSION_HEADER]), int(headers[TX_SEQ_HEADER])
-
-
-def replay(messages: list[Message]) -> dict[tuple[str, bytes], Row]:
-    """Apply the changes in version order to an empty map keyed by table + primary key."""
-    state: dict[tuple[str, bytes], Row] = {}
-    for _, value, _ in sorted(messages, key=versions):
-        change = orjson.loads(value)
-        table = change["table"]
-        if change["op"] == "t":
-            for key in [k for k in state if k[0] == table]:
-                del state[key]
-            continue
-        where = (table, canonical_json(change["key"]))
-        if change["op"] == "d":
-            state.pop(where, None)
-        elif change["op"] == "c":
-            state[where] = change["after"]
-        else:  # 'u': columns named in `unchanged` kept the value the row had
-            kept = state.get(where, {})
-            state[where] = {**{name: kept[name] for name in change.get("unchanged", ())}, **change["after"]}
-    return state
-
-
 def table_rows(url: str) -> dict[tuple[str, bytes], Row]:
     rows: dict[tuple[str, bytes], Row] = {}
     with connect(url) as cursor:
@@ -199,10 +171,6 @@ def table_rows(url: str) -> dict[tuple[str, bytes], Row]:
                 row = orjson.loads(dumps(dict(zip(columns, row_values, strict=True))))
                 rows[(table, canonical_json({k: v for k, v in row.items() if k in key_columns}))] = row
     return rows
-
-
-def checksums(rows: dict[tuple[str, bytes], Row]) -> dict[tuple[str, bytes], str]:
-    return {key: hashlib.sha256(canonical_json(row)).hexdigest() for key, row in rows.items()}
 
 
 def delivered(bootstrap: str, topic: str, xid: int) -> bool:
