@@ -14,11 +14,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -26,6 +27,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from streams.catalog.changes import Rejection, check_change
+from streams.errors import TuneflowError
 from streams.http.auth import SIGNATURE_HEADER, TIMESTAMP_HEADER, BearerTokens, Signatures, bearer_token
 from streams.http.intake import Delivery, Intake, Ticket
 from streams.http.limits import (
@@ -44,6 +46,9 @@ from streams.http.limits import (
 from streams.http.metrics import UNMATCHED, HttpMetrics
 from streams.http.openapi import openapi_document
 from streams.records import Record
+
+if TYPE_CHECKING:
+    from streams.migration.reads import SwitchedReads
 
 REALM = 'Bearer realm="tuneflow"'
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -66,16 +71,21 @@ class Ingest:
     registry: CollectorRegistry
     ready: Callable[[], bool]
     count_failed: Callable[[str, int], None] = lambda reason, count: None
+    reads: SwitchedReads | None = None  # GET /tracks/{id} from the store the migration's switch reads
 
 
 def build_app(ingest: Ingest) -> ASGIApp:
     budget = ByteBudget(ingest.limits.max_buffered)
-    openapi = orjson.dumps(openapi_document(ingest.limits, signed=ingest.signatures is not None))
+    openapi = orjson.dumps(openapi_document(ingest.limits, signed=ingest.signatures is not None,
+                                            reads=ingest.reads is not None))
     handlers = _Handlers(ingest, budget)
+    track_routes = [Route("/tracks/{id}", handlers.delete_track, methods=["DELETE"])]
+    if ingest.reads is not None:
+        track_routes.insert(0, Route("/tracks/{id}", handlers.get_track, methods=["GET"]))
     routes = [
         Route("/tracks", handlers.post_track, methods=["POST"]),
         Route("/tracks/batch", handlers.post_batch, methods=["POST"]),
-        Route("/tracks/{id}", handlers.delete_track, methods=["DELETE"]),
+        *track_routes,
         Route("/healthz", lambda _: Response(b"ok\n", media_type="text/plain"), methods=["GET"]),
         Route("/readyz", handlers.readyz, methods=["GET"]),
         Route("/metrics", lambda _: Response(generate_latest(ingest.registry), media_type=CONTENT_TYPE_LATEST),
@@ -130,6 +140,27 @@ class _Handlers:
             return await self._single(payload, reservation)
 
         return await self._admitted(request, None, handle)
+
+    async def get_track(self, request: Request) -> Response:
+        reads = self.ingest.reads
+        assert reads is not None, "the GET route exists only with reads"
+        try:
+            self._authenticate(request)
+        except Refused as refused:
+            return _json(refused.status, {"error": refused.error, "message": refused.message}, refused.headers)
+        key = _path_id(request.path_params["id"])
+        if not isinstance(key, int) or key < 1:
+            return _json(404, {"error": "not-found", "message": "a track id is an integer from 1 to 2^63-1"})
+        try:
+            read = await run_in_threadpool(reads.get, key)
+        except TuneflowError as exc:
+            log.warning("GET /tracks/{id} failed: %s", exc)
+            return _json(503, {"error": "unavailable", "message": str(exc)},
+                         {"Retry-After": str(self.limits.retry_after_s)})
+        headers = {"X-Tuneflow-Read-Store": read.store.value}
+        if read.document is None:
+            return _json(404, {"error": "not-found", "message": f"no track {key}"}, headers)
+        return Response(orjson.dumps(read.document, default=str), 200, headers, media_type="application/json")
 
     async def _single(self, body: bytes, reservation: Reservation) -> Response:
         checked = check_change(body)

@@ -47,7 +47,8 @@ class Accepted(BaseModel):
     rejected: list[RejectedLine] = Field(default_factory=list, description="Batches: every rejected line.")
 
 
-def openapi_document(limits: Limits, signed: bool, title: str = "tuneflow http source") -> dict[str, Any]:
+def openapi_document(limits: Limits, signed: bool, title: str = "tuneflow http source",
+                     reads: bool = False) -> dict[str, Any]:
     schemas: dict[str, Any] = {}
     change = _schema(ADAPTER, schemas)
     change["description"] = "A track upsert (the `tracks` document, CATALOG.md) or a delete `{op: delete, ...}`."
@@ -130,6 +131,20 @@ def openapi_document(limits: Limits, signed: bool, title: str = "tuneflow http s
                                                         "content": {"application/json": {
                                                             "schema": {"type": "object"}}}}}}},
     }
+    if reads:
+        paths["/tracks/{id}"]["get"] = {
+            "summary": "A track's document, from the store the migration's switch reads now",
+            "operationId": "getTrack", "security": security,
+            "parameters": [{"name": "id", "in": "path", "required": True,
+                            "schema": {"type": "integer", "minimum": 1}}],
+            "responses": {
+                "200": {"description": "The document; header X-Tuneflow-Read-Store names the store read.",
+                        "content": {"application/json": {"schema": {"type": "object"}}}},
+                "404": _problem("No such track (or not an id)."),
+                **{k: v for k, v in auth_answers.items() if k == "401"},
+                "503": _problem("The read store is unreachable; see Retry-After."),
+            },
+        }
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": "1",
