@@ -74,7 +74,9 @@ class CompactedTail:
     def poll(self, timeout_s: float) -> list[tuple[bytes, dict[str, Any] | None]]:
         """(key, value or None for a tombstone) of what arrived, waiting at most `timeout_s` for the first."""
         try:
-            messages = self._consumer.consume(1000, timeout_s)
+            # consume() would wait out its whole timeout for a full batch: wait for one record, then take the rest.
+            first = self._consumer.poll(timeout_s)
+            messages = [] if first is None else [first, *self._consumer.consume(1000, 0)]
         except KafkaException as exc:
             raise TransientError(f"cannot read {self.topic}: {describe(error_of(exc))}") from exc
         return [entry for entry in map(_entry, messages) if entry is not None]
