@@ -44,8 +44,10 @@ def alive(acks: list[InstanceAck], now: float | None = None) -> list[InstanceAck
 
 
 def ensure_switch_topics(binder: KafkaBinder) -> None:
+    """Create the control and acks topics compacted unless they exist (ServiceUnavailableError: no broker)."""
     for topic in (CONTROL_TOPIC, ACKS_TOPIC):
-        create_compacted(binder, topic)
+        if binder.partitions(topic) == 0:
+            create_compacted(binder, topic)
 
 
 def producer(binder: KafkaBinder) -> Producer:

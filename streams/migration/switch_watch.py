@@ -49,7 +49,7 @@ class SwitchWatch:
         self.migration = check_migration_name(migration)
         self.stream, self.app, self.instance = stream, app, str(instance)
         self._metrics = metrics or AppMetrics(CollectorRegistry(), stream, app, int(instance))
-        self._state = initial_state(migration)
+        self._state = self._acked = initial_state(migration)
         self._listeners: list[Listener] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -82,23 +82,32 @@ class SwitchWatch:
                 newest = self._poll()
                 if newest is not None and newest.epoch > self._state.epoch:
                     self._apply(newest)
+                elif self._acked.epoch < self._state.epoch:
+                    self._settle(self._state)  # a listener failed last time: try again before acking
                 elif time.monotonic() >= self._next_heartbeat:
-                    self._ack(self._state)
+                    self._ack(self._acked)
             except Exception:  # a broker or database hiccup must not end the watch; the next round retries
-                log.exception("switch watch of %s: cannot read the switch; retrying", self.migration)
+                log.exception("switch watch of %s: cannot apply the switch; retrying", self.migration)
                 self._stop.wait(1.0)
 
     def _apply(self, state: SwitchState, first: bool = False) -> None:
         previous, self._state = self._state, state
         self._metrics.switch_applied(self.migration, state.phase.number, state.epoch)
-        if not first:
-            log.info("switch %s: %s (reads %s, epoch %d) → %s (reads %s, epoch %d)", self.migration,
-                     previous.phase, previous.reads, previous.epoch, state.phase, state.reads, state.epoch)
-            for listener in self._listeners:
-                listener(state)
+        if first:
+            self._ack(state)
+            return
+        log.info("switch %s: %s (reads %s, epoch %d) → %s (reads %s, epoch %d)", self.migration,
+                 previous.phase, previous.reads, previous.epoch, state.phase, state.reads, state.epoch)
+        self._settle(state)
+
+    def _settle(self, state: SwitchState) -> None:
+        """Run the listeners, then ack: a listener that fails leaves the ack at the last state fully applied."""
+        for listener in self._listeners:
+            listener(state)
         self._ack(state)
 
     def _ack(self, state: SwitchState) -> None:
+        self._acked = state
         self._report(InstanceAck(self.migration, self.stream, self.app, self.instance, state.epoch, state.phase,
                                  time.time()))
         self._next_heartbeat = time.monotonic() + HEARTBEAT_S

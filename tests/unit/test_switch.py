@@ -264,3 +264,23 @@ def test_cli_forward_show_refusal_force_rollback_and_history(cli: Run) -> None:
     text = cli("switch", "history", "--binder", "memory").stdout
     assert "FORCED" in text and "gate: clean verify: NO — no verify recorded" in text
     assert cli("switch", "set", "mongo-only", "--binder", "memory", "--max-verify-age", "soon").returncode == 2
+
+
+def test_an_instance_whose_listener_fails_does_not_ack_until_it_succeeds(store: SwitchStore) -> None:
+    failures = [RuntimeError("in-flight batch not landed")]
+    acked_while_failing: list[int] = []
+
+    def landing(state: SwitchState) -> None:
+        if failures:
+            acked_while_failing.extend(a.epoch for a in store.acks("m1"))
+            raise failures.pop()
+
+    watch = StatePollingWatch(store, "m1", "s1", "dual-write", 0)
+    watch.on_change(landing)
+    watch.start()
+    try:
+        moved = controller(store, open_gate()).move("m1", Phase.DUAL_RDBMS_PRIMARY, timeout_s=5)
+        assert moved.laggards == []  # acked once the retried listener went through (about 1 s later)
+        assert not failures and acked_while_failing == [0] and [a.epoch for a in store.acks("m1")] == [1]
+    finally:
+        watch.close()
