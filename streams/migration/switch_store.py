@@ -3,9 +3,7 @@ instances that poll the state database instead of the control topic."""
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +14,7 @@ from sqlalchemy.orm import Session
 from streams.errors import ConfigError
 from streams.migration.phases import InstanceAck, Phase, StoreRole, SwitchState, routing
 from streams.state.models import MigrationSwitch, SwitchAck, SwitchChange, utcnow
-from streams.state.store import StateStore, translate_errors, writer
+from streams.state.store import StateTables
 from streams.suggest import did_you_mean
 
 MIGRATION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
@@ -62,18 +60,8 @@ def check_migration_name(name: str) -> str:
     return name
 
 
-class SwitchStore:
+class SwitchStore(StateTables):
     """The `migration_switches`, `switch_history` and `switch_acks` tables, one transaction per call."""
-
-    def __init__(self, state: StateStore) -> None:
-        self._state = state
-        self._writer = writer(state.engine)
-
-    @contextlib.contextmanager
-    def _session(self, write: bool = False) -> Iterator[Session]:
-        bind = self._writer if write else self._state.engine
-        with translate_errors(self._state.url), Session(bind, expire_on_commit=False) as session, session.begin():
-            yield session
 
     def names(self) -> list[str]:
         with self._session() as session:
