@@ -172,9 +172,10 @@ class KafkaSwitchWatch(SwitchWatch):
 
 class StatePollingWatch(SwitchWatch):
     def __init__(self, store: SwitchStore, migration: str, stream: str, app: str, instance: str | int,
-                 metrics: AppMetrics | None = None) -> None:
+                 metrics: AppMetrics | None = None, on_close: Callable[[], None] | None = None) -> None:
         super().__init__(migration, stream, app, instance, metrics)
         self._store = store
+        self._on_close = on_close
 
     def _load(self) -> SwitchState:
         found = self._store.find(self.migration)
@@ -189,7 +190,11 @@ class StatePollingWatch(SwitchWatch):
         self._store.ack(ack)
 
     def _withdraw(self) -> None:
-        self._store.forget_ack(self.migration, self.stream, self.app, self.instance)
+        try:
+            self._store.forget_ack(self.migration, self.stream, self.app, self.instance)
+        finally:
+            if self._on_close is not None:
+                self._on_close()
 
 
 def open_phase_view(context: AppContext, migration: str) -> SwitchWatch:
@@ -201,6 +206,7 @@ def open_phase_view(context: AppContext, migration: str) -> SwitchWatch:
     else:
         from streams.state import open_state
 
-        watch = StatePollingWatch(SwitchStore(open_state()), migration, context.stream, context.label,
-                                  context.instance, context.metrics)
+        state = open_state()
+        watch = StatePollingWatch(SwitchStore(state), migration, context.stream, context.label, context.instance,
+                                  context.metrics, on_close=state.close)
     return watch.start()

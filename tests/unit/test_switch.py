@@ -284,3 +284,17 @@ def test_an_instance_whose_listener_fails_does_not_ack_until_it_succeeds(store: 
         assert not failures and acked_while_failing == [0] and [a.epoch for a in store.acks("m1")] == [1]
     finally:
         watch.close()
+
+
+def test_an_app_on_the_memory_binder_follows_the_switch_in_the_state_database(store: SwitchStore) -> None:
+    from streams.migration.switch_watch import open_phase_view
+    from streams.runtime.contract import AppContext
+
+    context = AppContext("s1", "dual-write", 0, MemoryBinder(), AppMetrics(CollectorRegistry(), "s1", "dual-write", 0))
+    view = open_phase_view(context, "m1")
+    try:
+        assert isinstance(view, StatePollingWatch) and view.current().phase is Phase.LEGACY
+        moved = controller(store, open_gate()).move("m1", Phase.DUAL_RDBMS_PRIMARY, timeout_s=5)
+        assert view.current() == moved.state and moved.laggards == []
+    finally:
+        view.close()
