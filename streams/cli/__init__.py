@@ -22,10 +22,11 @@ def _register_commands() -> None:
     from streams.cli.run import run
     from streams.cli.schema import schema
     from streams.cli.stream import stream
+    from streams.cli.switch import switch
     from streams.cli.template import template
     from streams.cli.verify import verify
 
-    for command in (app, catalog, demo, migrate, run, schema, stream, template, verify):
+    for command in (app, catalog, demo, migrate, run, schema, stream, switch, template, verify):
         cli.add_command(command)
 
 

@@ -15,7 +15,7 @@ from streams.dsl import check_stream_name, parse
 from streams.errors import ConfigError
 from streams.masking import mask_secrets
 from streams.platform.properties import parse_properties, read_properties_file
-from streams.platform.service import StreamService, Switch
+from streams.platform.service import Rollout, StreamService
 
 
 @click.group("stream")
@@ -277,20 +277,20 @@ def manifest(name: str, number: int | None, as_json: bool) -> None:
     _echo_json(release.manifest)
 
 
-def _switched(name: str, switch: Switch) -> None:
-    diff = switch.diff
+def _rolled_out(name: str, rollout: Rollout) -> None:
+    diff = rollout.diff
     for line in diff.lines():
         _echo(line)
     moves = [(verb, [a.label for a in diff.apps if a.change == change])
              for verb, change in (("restarted", "changed"), ("started", "added"), ("stopped", "removed"))]
     done = "; ".join(f"{verb} {', '.join(labels)}" for verb, labels in moves if labels)
-    _echo(f"stream {name} is at release {switch.release.number}: {done}")
-    for topic, (before, after) in switch.grown.items():
+    _echo(f"stream {name} is at release {rollout.release.number}: {done}")
+    for topic, (before, after) in rollout.grown.items():
         _echo(f"topic {topic}: {before} → {after} partitions, one for each instance (keys move to new partitions "
               "once; the version guards keep the stores right)")
-    for topics, left in switch.undrained.items():
+    for topics, left in rollout.undrained.items():
         click.echo(f"warning: {left:,} records of {topics} were left unread: no app of release "
-                   f"{switch.release.number} reads it (its last reader stopped after TUNEFLOW_READY_TIMEOUT_S)",
+                   f"{rollout.release.number} reads it (its last reader stopped after TUNEFLOW_READY_TIMEOUT_S)",
                    err=True)
 
 
@@ -321,7 +321,7 @@ def update(name: str, properties: str | None, properties_file: str | None, defin
     raw, parsed = _properties(properties, properties_file)
     if parsed is None:
         raise click.UsageError("give --properties, --properties-file or --definition with what to change")
-    _switched(name, _service().update(name, raw, parsed))
+    _rolled_out(name, _service().update(name, raw, parsed))
 
 
 def _redefine(name: str, definition: str, dry_run: bool) -> None:
@@ -329,8 +329,8 @@ def _redefine(name: str, definition: str, dry_run: bool) -> None:
     if result.dropped_properties:
         _echo(f"deployment properties dropped (no such app in the new definition): "
               f"{', '.join(result.dropped_properties)}")
-    if result.switch is not None:
-        _switched(name, result.switch)
+    if result.rollout is not None:
+        _rolled_out(name, result.rollout)
         return
     for line in result.diff.lines():
         _echo(line)
@@ -343,7 +343,7 @@ def _redefine(name: str, definition: str, dry_run: bool) -> None:
 @click.option("--release", "number", type=click.IntRange(1), help="[default: the release before the current one]")
 def rollback(name: str, number: int | None) -> None:
     """Run an earlier release's manifest again, as a new release."""
-    _switched(name, _service().rollback(name, number))
+    _rolled_out(name, _service().rollback(name, number))
 
 
 @stream.command("scale")
@@ -352,7 +352,7 @@ def rollback(name: str, number: int | None) -> None:
 @click.option("--count", required=True, type=click.IntRange(1), help="Instances of APP.")
 def scale(name: str, app: str, count: int) -> None:
     """Run COUNT instances of APP (a label of the stream)."""
-    _switched(name, _service().scale(name, app, count))
+    _rolled_out(name, _service().scale(name, app, count))
 
 
 @stream.command("import")

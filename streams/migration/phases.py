@@ -87,6 +87,32 @@ class SwitchState:
         return cls(str(value["migration"]), Phase(value["phase"]), StoreRole(value["reads"]), int(value["epoch"]))
 
 
+@dataclass(frozen=True, slots=True)
+class InstanceAck:
+    """What one switch-aware app instance reports: the switch state it applies (`at`: Unix time it said so)."""
+
+    migration: str
+    stream: str
+    app: str
+    instance: str
+    epoch: int
+    phase: Phase
+    at: float
+
+    @property
+    def name(self) -> str:
+        return f"{self.stream}/{self.app}/{self.instance}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"migration": self.migration, "stream": self.stream, "app": self.app, "instance": self.instance,
+                "epoch": self.epoch, "phase": self.phase.value, "at": self.at}
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> InstanceAck:
+        return cls(str(value["migration"]), str(value["stream"]), str(value["app"]), str(value["instance"]),
+                   int(value["epoch"]), Phase(value["phase"]), float(value["at"]))
+
+
 class PhaseView(Protocol):
     """What a switch-aware app holds: the state it applies now (updated live, without a restart)."""
 

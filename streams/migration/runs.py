@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from streams.catalog.dburl import mask_password
 from streams.errors import ConfigError
 from streams.state.models import MigrationChunk, MigrationRun, MigrationStatus, utcnow
-from streams.state.store import StateStore, translate_errors, writer
+from streams.state.store import StateTables
 from streams.suggest import did_you_mean
 
 
@@ -57,18 +57,8 @@ class RunProgress:
         return plain
 
 
-class MigrationRuns:
+class MigrationRuns(StateTables):
     """The `migration_runs` and `migration_chunks` tables of the platform state, one transaction per call."""
-
-    def __init__(self, state: StateStore) -> None:
-        self._state = state
-        self._writer = writer(state.engine)
-
-    @contextlib.contextmanager
-    def _session(self, write: bool = False) -> Iterator[Session]:
-        bind = self._writer if write else self._state.engine
-        with translate_errors(self._state.url), Session(bind, expire_on_commit=False) as session, session.begin():
-            yield session
 
     def create(self, *, template_path: str, template_text: str, source_url: str, target_url: str, database: str,
                collections: list[str], options: dict[str, Any]) -> str:

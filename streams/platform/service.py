@@ -27,7 +27,7 @@ DEFAULT_PLATFORM = "local"
 
 
 @dataclass(frozen=True)
-class Switch:
+class Rollout:
     """A change to a running stream: its new release, what changed, and the records of an input topic that no
     app reads any more which were left unread when its last reader had to stop (TUNEFLOW_READY_TIMEOUT_S)."""
 
@@ -39,14 +39,14 @@ class Switch:
 
 @dataclass(frozen=True)
 class Redefinition:
-    """What `stream update --definition` did: the diff, the switch (None if not deployed), dropped keys."""
+    """What `stream update --definition` did: the diff, the rollout (None if not deployed), dropped keys."""
 
     diff: ReleaseDiff
-    switch: Switch | None
+    rollout: Rollout | None
     dropped_properties: list[str]
 
 
-__all__ = ["AppInstanceStatus", "Destruction", "Redefinition", "StreamService", "Switch"]
+__all__ = ["AppInstanceStatus", "Destruction", "Redefinition", "Rollout", "StreamService"]
 
 
 @dataclass(frozen=True)
@@ -191,7 +191,7 @@ class StreamService:
 
     # -- changes to a running stream -------------------------------------------------------------------------
 
-    def update(self, name: str, raw: str | None, properties: dict[str, str], cause: str | None = None) -> Switch:
+    def update(self, name: str, raw: str | None, properties: dict[str, str], cause: str | None = None) -> Rollout:
         """Merge `properties` into the stream's, and move the apps whose manifest changes to a new release;
         `cause` says why in the stream's history (the autoscaler's decisions)."""
         stream = self.state.get_stream(name)
@@ -203,7 +203,7 @@ class StreamService:
         manifest["deployment_properties"] = {"raw": joined, "parsed": merged}
         if cause:
             manifest["cause"] = cause
-        return self._switch(name, manifest)
+        return self._rollout(name, manifest)
 
     def redefine(self, name: str, definition: str, dry_run: bool = False) -> Redefinition:
         """A new DSL for an existing stream. Deployed: red/black for the apps added or changed, then the removed
@@ -230,8 +230,8 @@ class StreamService:
             self.state.update_stream_definition(name, definition, manifest["definition"])
             self.state.save_deployment_properties(name, raw or "", properties)
             return Redefinition(diff, None, dropped)
-        switch = self._switch(name, manifest)
-        return Redefinition(switch.diff, switch, dropped)
+        rollout = self._rollout(name, manifest)
+        return Redefinition(rollout.diff, rollout, dropped)
 
     def _check_dependents(self, name: str, definitions: dict[str, StreamDefinition]) -> None:
         """Every other stream must still check with `name` redefined (a tap may read an app that goes away)."""
@@ -252,7 +252,7 @@ class StreamService:
         except ConfigError:
             return {"stream": stream.name, "definition": stream.canonical, "apps": []}
 
-    def scale(self, name: str, label: str, count: int, cause: str | None = None) -> Switch:
+    def scale(self, name: str, label: str, count: int, cause: str | None = None) -> Rollout:
         self.state.get_stream(name)
         labels = _labels(name, self.definitions(), self.registry.catalog())
         if label not in labels:
@@ -260,7 +260,7 @@ class StreamService:
                               f"Apps: {', '.join(labels)}")
         return self.update(name, f"deployer.{label}.count={count}", {f"deployer.{label}.count": str(count)}, cause)
 
-    def rollback(self, name: str, number: int | None = None) -> Switch:
+    def rollback(self, name: str, number: int | None = None) -> Rollout:
         """Deploy an earlier release's manifest (default: the one before the current) as a new release; an
         earlier definition comes back with it."""
         releases = self.state.releases(name)
@@ -275,7 +275,7 @@ class StreamService:
             raise ConfigError(f"release {number} of stream '{name}' is the one deployed")
         definitions = {**self.definitions(), name: parse(name, target.manifest["definition"])}
         self._check_dependents(name, definitions)
-        return self._switch(name, target.manifest)
+        return self._rollout(name, target.manifest)
 
     def _running_release(self, name: str) -> ReleaseRecord | None:
         deployed = [r for r in self.state.releases(name) if r.status == ReleaseStatus.DEPLOYED]
@@ -289,7 +289,7 @@ class StreamService:
             raise ConfigError(f"stream '{name}' is not deployed: deploy it first (`tuneflow stream deploy {name}`)")
         return release
 
-    def _switch(self, name: str, manifest: dict[str, Any]) -> Switch:
+    def _rollout(self, name: str, manifest: dict[str, Any]) -> Rollout:
         """Red/black per changed app: start its new instances, wait until ready, then stop the old ones, upstream
         first; an old app whose input no new app reads drains it before it stops.
 
@@ -315,9 +315,9 @@ class StreamService:
         self.state.save_deployment_properties(name, kept["raw"], kept["parsed"])
         if manifest["definition"] != self.state.get_stream(name).canonical:
             self.state.update_stream_definition(name, manifest["definition"], manifest["definition"])
-        switch = Switch(self.state.add_release(name, manifest, ReleaseStatus.DEPLOYED), diff, undrained, grown)
+        rollout = Rollout(self.state.add_release(name, manifest, ReleaseStatus.DEPLOYED), diff, undrained, grown)
         self._follow_autoscale(name, manifest)
-        return switch
+        return rollout
 
     def _retire(self, deployer: Deployer, name: str, release: int, old: dict[str, Any], new: dict[str, Any],
                 labels: set[str]) -> dict[str, int]:

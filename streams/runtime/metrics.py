@@ -25,6 +25,8 @@ class _Families:
     ready: Gauge
     rss_bytes: Gauge
     memory_limit_bytes: Gauge
+    switch_phase: Gauge
+    switch_epoch: Gauge
 
 
 _families: dict[int, _Families] = {}
@@ -56,6 +58,11 @@ def _families_of(registry: CollectorRegistry) -> _Families:
             memory_limit_bytes=Gauge("tuneflow_memory_limit_bytes",
                                      "RSS past which the instance drains and exits (deployer.<app>.memory)", LABELS,
                                      registry=registry),
+            switch_phase=Gauge("tuneflow_switch_phase", "Migration switch phase the instance applies: 0 legacy, "
+                               "1 dual-rdbms-primary, 2 dual-mongo-primary, 3 mongo-only", (*LABELS, "migration"),
+                               registry=registry),
+            switch_epoch=Gauge("tuneflow_switch_epoch", "Epoch of the migration switch state the instance applies",
+                               (*LABELS, "migration"), registry=registry),
         )
     return _families[key]
 
@@ -97,6 +104,10 @@ class AppMetrics:
 
     def retried(self, operation: str) -> None:
         self._f.retries.labels(*self._labels, operation).inc()
+
+    def switch_applied(self, migration: str, phase_number: int, epoch: int) -> None:
+        self._f.switch_phase.labels(*self._labels, migration).set(phase_number)
+        self._f.switch_epoch.labels(*self._labels, migration).set(epoch)
 
     def lag(self, topic: str, partition: int, value: int) -> None:
         self._f.consumer_lag.labels(*self._labels, topic, str(partition)).set(value)

@@ -170,3 +170,51 @@ class MigrationChunk(Base):
     finished_at: Mapped[datetime | None]
 
     run: Mapped[MigrationRun] = relationship(back_populates="chunks")
+
+
+class MigrationSwitch(Base):
+    """A migration's switch: the phase writers apply, the store readers read, the epoch of the last change, and the
+    catch-up stream whose lag the go/no-go gate bounds."""
+
+    __tablename__ = "migration_switches"
+
+    migration: Mapped[str] = mapped_column(String(255), primary_key=True)
+    phase: Mapped[str] = mapped_column(String(32))
+    reads: Mapped[str] = mapped_column(String(16))
+    epoch: Mapped[int]
+    catch_up: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class SwitchChange(Base):
+    """One `tuneflow switch` change: from which phase to which, when, by whom, why, forced or not, what the gate
+    found, and how it ended."""
+
+    __tablename__ = "switch_history"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    migration: Mapped[str] = mapped_column(ForeignKey("migration_switches.migration", ondelete="CASCADE"))
+    epoch: Mapped[int]
+    from_phase: Mapped[str] = mapped_column(String(32))
+    to_phase: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    who: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str | None] = mapped_column(Text)
+    forced: Mapped[bool] = mapped_column(default=False)
+    gate: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON(none_as_null=True))
+    outcome: Mapped[str] = mapped_column(Text)
+
+
+class SwitchAck(Base):
+    """The switch state an app instance applies, as the state-polling view reports it (runs without Kafka)."""
+
+    __tablename__ = "switch_acks"
+
+    migration: Mapped[str] = mapped_column(String(255), primary_key=True)
+    stream: Mapped[str] = mapped_column(String(255), primary_key=True)
+    app: Mapped[str] = mapped_column(String(255), primary_key=True)
+    instance: Mapped[str] = mapped_column(String(64), primary_key=True)
+    epoch: Mapped[int]
+    phase: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(default=utcnow)

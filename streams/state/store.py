@@ -286,6 +286,21 @@ class StateStore:
             yield session
 
 
+class StateTables:
+    """Base of a repository over more tables of the platform state (migration runs, switches): one transaction per
+    call, read-modify-write ones taking the write lock as they begin."""
+
+    def __init__(self, state: StateStore) -> None:
+        self._state = state
+        self._writer = writer(state.engine)
+
+    @contextlib.contextmanager
+    def _session(self, write: bool = False) -> Iterator[Session]:
+        bind = self._writer if write else self._state.engine
+        with translate_errors(self._state.url), Session(bind, expire_on_commit=False) as session, session.begin():
+            yield session
+
+
 def writer(engine: Engine) -> Engine:
     """`engine` for read-modify-write transactions: on SQLite they take the write lock as they begin."""
     return engine.execution_options(**{SQLITE_BEGIN: "BEGIN IMMEDIATE"})

@@ -257,7 +257,7 @@ def test_a_new_definition_adds_then_removes_an_app_without_losing_records(
     later = samples(1000, 0.0, seed=23, first_id=20_001)
     produce(kafka_bootstrap, raw, [(s.key, s.value, None) for s in later])
     wait_for(lambda: {int(s.key) for s in [*first, *during, *later]} <= set(_lines_by_id(out)), 180,
-             "every record through the switch")
+             "every record through the rollout")
     written = _lines_by_id(out)
     assert [business_fields(written[key][-1]) for key in sorted(expected_documents(later))] == \
         [expected_documents(later)[key] for key in sorted(expected_documents(later))]

@@ -115,7 +115,7 @@ def test_a_new_definition_drops_the_properties_of_apps_it_removes(tmp_path: Path
         "t1", 'deployer.normalize.count=2,app.log.level=DEBUG,deployer.*.memory=1g',
         {"deployer.normalize.count": "2", "app.log.level": "DEBUG", "deployer.*.memory": "1g"})
     result = service.redefine("t1", "kafka --topic=raw | log")
-    assert result.dropped_properties == ["deployer.normalize.count"] and result.switch is None
+    assert result.dropped_properties == ["deployer.normalize.count"] and result.rollout is None
     stream = service.state.get_stream("t1")
     assert stream.deployment_properties == {"app.log.level": "DEBUG", "deployer.*.memory": "1g"}
     assert stream.deployment_properties_raw == "app.log.level=DEBUG,deployer.*.memory=1g"
