@@ -121,13 +121,13 @@ class RelationalStore:
         self._bound: dict[str, _Bound] = {}
         self._metadata = MetaData()
         self._pool: ThreadPoolExecutor | None = None
-        self._opened = False
+        self.collections: list[str] | None = None  # what `open()` binds when not told
 
     # -- set-up ------------------------------------------------------------------------------------------------
 
     def open(self, collections: list[str] | None = None) -> None:
         """Check the template against the live schema, reflect its tables, create the bookkeeping tables."""
-        chosen = self._template.select(collections)
+        chosen = self._template.select(collections or self.collections)
         plans = [write_plan(collection) for collection in chosen]
         with self._errors("open"), self.engine.begin() as conn:
             check_against(self._template, conn, [c.name for c in chosen])
@@ -140,7 +140,6 @@ class RelationalStore:
             _check_columns(plan, tables)
             reader = CollectionReader(collection, self._template, self._metadata)
             self._bound[collection.name] = _Bound(plan, tables, reader)
-        self._opened = True
 
     def _collection(self, name: str) -> _Bound:
         if name not in self._bound:
