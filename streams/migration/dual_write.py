@@ -52,6 +52,10 @@ def rejected_failures(items: Sequence[Pending], result: ApplyResult, kind: str, 
             for item in items if item.change.key in result.rejected]
 
 
+def _role_of(stores: Mapping[StoreRole, DocumentStore], store: DocumentStore) -> str:
+    return next((role.value for role, candidate in stores.items() if candidate is store), "store")
+
+
 class Outbox:
     """The repair topic: records whose shadow write failed, with the store they are owed to."""
 
@@ -88,7 +92,7 @@ class DualWriter:
         route = routing(self.view.current().phase)
         primary = self.stores[route.primary]
         shadow = None if route.shadow is None else self.stores[route.shadow]
-        failures: list[Failure] = []
+        failures, items = self._misfits(items, [primary] if shadow is None else [primary, shadow])
         in_flight: list[tuple[list[Pending], Future[ApplyResult] | None]] = []
         try:
             for start in range(0, len(items), self.chunk_size):
@@ -107,6 +111,21 @@ class DualWriter:
             self.outbox.put(owed, route.shadow, reason)
             self.metrics.shadow_failures.inc(len(owed))
         return failures
+
+    def _misfits(self, items: Sequence[Pending], stores: list[DocumentStore]) -> tuple[list[Failure], list[Pending]]:
+        """Documents one of the stores written cannot hold (a title too long for its column) reach neither: the
+        stores would disagree, and a rollback would lose them."""
+        failures: list[Failure] = []
+        for store in stores:
+            check = getattr(store, "misfits", None)
+            if check is None:
+                continue
+            refused = check(self.collection, [item.change for item in items])
+            if refused:
+                result = ApplyResult(applied=0, stale=0, rejected=refused)
+                failures += rejected_failures(items, result, "unwritable", _role_of(self.stores, store))
+                items = [item for item in items if item.change.key not in refused]
+        return failures, list(items)
 
     def _shadow_write(self, shadow: DocumentStore, items: list[Pending]) -> Future[ApplyResult] | None:
         """The shadow's write of a chunk, in the background; None while the shadow is paused after a failure."""

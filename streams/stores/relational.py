@@ -166,6 +166,18 @@ class RelationalStore:
         applied = sum(1 for outcome in outcomes if outcome == "applied")
         return ApplyResult(applied=applied, stale=len(changes) - applied - len(rejected), rejected=rejected)
 
+    def misfits(self, collection: str, changes: Sequence[Change]) -> dict[Any, Reasons]:
+        """The documents whose values do not fit their columns, by key, with the reasons (no database call)."""
+        bound = self._collection(collection)
+        found: dict[Any, Reasons] = {}
+        for change in changes:
+            if change.document is not None:
+                try:
+                    _rows_of(bound, change.key, change.document, self._template.timezone.key)
+                except _Refused as refused:
+                    found[change.key] = refused.reasons
+        return found
+
     def _apply_one(self, bound: _Bound, change: Change) -> Outcome | Reasons | TransientError:
         try:
             rows = None if change.document is None else _rows_of(bound, change.key, change.document,
