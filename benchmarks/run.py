@@ -16,7 +16,17 @@ from typing import Any
 
 import orjson
 
-from benchmarks import apps, cdc_mysql, cdc_postgres, ceilings, ferretdb_backends, http_source, migration, switch
+from benchmarks import (
+    apps,
+    cdc_mysql,
+    cdc_postgres,
+    ceilings,
+    dual_write,
+    ferretdb_backends,
+    http_source,
+    migration,
+    switch,
+)
 from benchmarks.harness import machine
 
 RESULTS = Path(__file__).parent / "results"
@@ -31,6 +41,7 @@ SECTIONS: dict[str, Section] = {
     "cdc_postgres": lambda env, work, _: cdc_postgres.run_all(env, work),
     "ferretdb_backends": lambda env, _, __: ferretdb_backends.run_all(env),
     "migration": lambda env, _, __: migration.run_all(env),
+    "dual_write": lambda env, _, __: dual_write.run_all(env),
     "switch": lambda env, work, _: switch.run_all(env, work),
 }
 

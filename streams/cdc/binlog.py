@@ -31,6 +31,8 @@ from typing import Any, Literal
 
 import orjson
 
+from streams.cdc.origin import is_origin_table
+
 Op = Literal["c", "u", "d", "t"]
 Row = dict[str, Any]
 POSITION_BITS = 32  # binlog files end before 4 GiB (max_binlog_size ≤ 1 GiB)
@@ -229,6 +231,7 @@ def _unquote(name: str) -> str:
 class _Transaction:
     begin: TxBegin
     count: int = 0
+    own: bool = False  # the pipeline's own write (streams/cdc/origin.py): its row changes are dropped
 
 
 @dataclass
@@ -254,10 +257,15 @@ class ChangeAssembler:
             self._tx = _Transaction(event)
             return []
         if isinstance(event, RowsEvent):
-            return self._hold(self._rows(event))
+            return [] if self._own_transaction(event) else self._hold(self._rows(event))
         if isinstance(event, TxCommit):
             return self._end(event.file, event.pos)
         return self._statement(event)
+
+    def _own_transaction(self, event: RowsEvent) -> bool:
+        if self._tx is not None and is_origin_table(event.schema, event.table, self.schema):
+            self._tx.own = True
+        return self._tx is not None and self._tx.own
 
     def _rows(self, event: RowsEvent) -> list[Change]:
         shape = self.tables.get(event.table) if event.schema == self.schema else None

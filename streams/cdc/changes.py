@@ -19,12 +19,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from streams.cdc.origin import is_origin_message
 from streams.cdc.pgoutput import (
     UNCHANGED,
     Begin,
     Commit,
     Delete,
     Insert,
+    LogicalMessage,
     Message,
     PgOutputError,
     Relation,
@@ -91,6 +93,7 @@ class _Table:
 class _Transaction:
     begin: Begin
     count: int = 0
+    own: bool = False  # the pipeline's own write (streams/cdc/origin.py): its row changes are dropped
 
 
 @dataclass
@@ -117,8 +120,17 @@ class ChangeAssembler:
         if isinstance(message, Commit):
             return self._commit(message)
         if isinstance(message, Insert | Update | Delete | Truncate):
-            return self._hold(self._changes(message))
+            return [] if self._own_transaction() else self._hold(self._changes(message))
+        if isinstance(message, LogicalMessage):
+            self._mark_origin(message)
         return []  # Origin, Type, logical messages: nothing to emit
+
+    def _mark_origin(self, message: LogicalMessage) -> None:
+        if self._tx is not None and is_origin_message(message.prefix, message.transactional):
+            self._tx.own = True
+
+    def _own_transaction(self) -> bool:
+        return self._tx is not None and self._tx.own
 
     def _describe(self, relation: Relation) -> _Table:
         names = tuple(c.name for c in relation.columns)

@@ -40,6 +40,7 @@ from streams.cdc.binlog import (
 )
 from streams.cdc.envelope import change_record
 from streams.cdc.ledger import AckLedger
+from streams.cdc.origin import ORIGIN_TABLE
 from streams.cdc.positions import PositionStore
 from streams.errors import ConfigError, TransientError
 from streams.records import Record
@@ -217,7 +218,7 @@ class MysqlCapture:
             resume_stream=True, log_file=resume["file"], log_pos=int(resume["pos"]),
             only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent, QueryEvent, XidEvent, GtidEvent,
                          MariadbGtidEvent, RotateEvent, HeartbeatLogEvent],
-            only_schemas=[self._db.schema], only_tables=list(self._shapes), slave_heartbeat=HEARTBEAT_S,
+            only_schemas=[self._db.schema], only_tables=[*self._shapes, ORIGIN_TABLE], slave_heartbeat=HEARTBEAT_S,
             enable_logging=False)
         self._assembler = ChangeAssembler(self._db.schema, self._shapes, on_ddl=self._schema_changed)
         self._ledger = AckLedger(position_number(self._resume["file"], self._resume["pos"]))

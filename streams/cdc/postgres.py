@@ -120,7 +120,7 @@ class PostgresCapture:
                                         connection_factory=psycopg2.extras.LogicalReplicationConnection)
         self._cursor = self._stream.cursor()
         self._cursor.start_replication(slot_name=self.settings.slot, decode=False, options={
-            "proto_version": "1", "publication_names": self.settings.publication})
+            "proto_version": "1", "publication_names": self.settings.publication, "messages": "true"})
         self._assembler = ChangeAssembler(self._primary_key)
         self._last_beat = 0.0
 

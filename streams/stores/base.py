@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from streams.errors import ConfigError
@@ -40,6 +40,9 @@ class Change:
 class ApplyResult:
     applied: int
     stale: int
+    # Documents a store refused for their content (a value that does not fit its column), by key, with the
+    # reasons: the rest of the batch is written; these go to the DLQ.
+    rejected: dict[Any, list[dict[str, str]]] = field(default_factory=dict)
 
 
 class DocumentStore(Protocol):

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from streams.errors import ConfigError
 from streams.stores.base import DocumentStore
 from streams.stores.embedded import SCHEME as EMBEDDED_SCHEME
 from streams.stores.embedded import EmbeddedStore
+
+if TYPE_CHECKING:
+    from streams.stores.relational import RelationalStore
 
 MONGO_SCHEMES = ("mongodb://", "mongodb+srv://")
 SCHEMES = (EMBEDDED_SCHEME, *MONGO_SCHEMES)
@@ -25,3 +30,14 @@ def open_store(uri: str, database: str = "catalog") -> DocumentStore:
     # Only the scheme: the rest of a mistyped URI may hold a password.
     given = f"scheme {scheme + separator!r}" if separator else "a value without a scheme"
     raise ConfigError(f"unsupported store URI ({given}); supported: {', '.join(f'{s}…' for s in SCHEMES)}")
+
+
+def open_relational_store(url: str, template: str, collection: str, writer: str = "tuneflow") -> RelationalStore:
+    """The documents of `collection` in the tables the template at `template` maps, at the database `url`
+    (postgresql://…, mariadb://…, mysql://…, sqlite:///…); `open()` checks the template against the database."""
+    from streams.migration.template import load_template
+    from streams.stores.relational import RelationalStore
+
+    store = RelationalStore(url, load_template(template), writer=writer)
+    store.collections = [collection]
+    return store

@@ -1,0 +1,114 @@
+"""Dual-write throughput against the slower store's raw write ceiling, for the same changes, in one run.
+
+Each store's ceiling is its own store's `apply` of the changes in batches (PostgreSQL through the catalog
+template's inverse, FerretDB through the mongo store); dual-write is the same changes through `DualWriter`
+(primary first, the shadow one chunk behind), inserts then updates, each on fresh targets.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from pymongo import MongoClient
+
+from benchmarks.harness import measure
+from streams.binders.memory import MemoryBinder
+from streams.catalog.dburl import make_engine
+from streams.catalog.legacy import create_legacy_schema
+from streams.migration.dual_write import DualWriter, Outbox, Pending
+from streams.migration.phases import FixedPhase, Phase, StoreRole, SwitchState, routing
+from streams.migration.shadow_metrics import ShadowMetrics
+from streams.migration.template import load_template
+from streams.records import Record
+from streams.stores.base import Change, DocumentStore
+from streams.stores.mongo import MongoStore
+from streams.stores.relational import RelationalStore
+from tests.integration.services import scratch_database
+from tests.migration_oracle import CATALOG_TEMPLATE
+from tests.relational_checks import track, upsert
+
+DOCS = int(os.environ.get("TUNEFLOW_BENCH_DUAL_DOCS", "3000"))
+BATCH = 500
+
+
+@contextmanager
+def _targets(env: dict[str, str]) -> Iterator[dict[StoreRole, DocumentStore]]:
+    database = f"tf_bench_dw_{uuid.uuid4().hex[:8]}"
+    with scratch_database(env["TUNEFLOW_PG_URL"], prefix="tf_bench_dw") as url:
+        engine = make_engine(url)
+        create_legacy_schema(engine)
+        engine.dispose()
+        rdbms = RelationalStore(url, load_template(CATALOG_TEMPLATE))
+        rdbms.open(["tracks"])
+        mongo = MongoStore(env["TUNEFLOW_MONGO_URI"], database)
+        try:
+            yield {StoreRole.RDBMS: rdbms, StoreRole.MONGO: mongo}
+        finally:
+            rdbms.close()
+            mongo.close()
+            with MongoClient(env["TUNEFLOW_MONGO_URI"]) as client:
+                client.drop_database(database)
+
+
+def _rounds() -> list[list[Change]]:
+    inserts = [upsert(track(i)) for i in range(1, DOCS + 1)]
+    updates = [upsert(track(i, version=1000, title=f"Updated {i}")) for i in range(1, DOCS + 1)]
+    return [inserts, updates]
+
+
+def _batches(changes: list[Change]) -> list[list[Change]]:
+    return [changes[start:start + BATCH] for start in range(0, len(changes), BATCH)]
+
+
+def _timed(env: dict[str, str], name: str, write: Callable[[dict[StoreRole, DocumentStore], list[Change]], None]
+           ) -> list[dict[str, Any]]:
+    results = []
+    for label, changes in zip(("insert", "update"), _rounds(), strict=True):
+        with _targets(env) as stores:
+            if label == "update":
+                for batch in _batches(_rounds()[0]):  # the documents exist before they are updated
+                    for store in stores.values():
+                        store.apply("tracks", batch)
+            results.append(measure(f"{name} ({label})", len(changes), lambda s=stores, c=changes: write(s, c),
+                                   repeats=1))
+    return results
+
+
+def run_all(env: dict[str, str]) -> dict[str, Any]:
+    phase = Phase.DUAL_RDBMS_PRIMARY
+
+    def raw(role: StoreRole) -> Callable[[dict[StoreRole, DocumentStore], list[Change]], None]:
+        def write(stores: dict[StoreRole, DocumentStore], changes: list[Change]) -> None:
+            for batch in _batches(changes):
+                stores[role].apply("tracks", batch)
+        return write
+
+    def dual(stores: dict[StoreRole, DocumentStore], changes: list[Change]) -> None:
+        from prometheus_client import CollectorRegistry
+
+        view = FixedPhase(SwitchState("bench", phase, routing(phase).reads, 0))
+        writer = DualWriter(stores, "tracks", view, Outbox(MemoryBinder().output(), "bench.dw.repair"),
+                            ShadowMetrics(CollectorRegistry(), "bench", "dw", 0), logging.getLogger("bench"))
+        try:
+            for batch in _batches(changes):
+                writer.write([Pending(Record(None, b""), change) for change in batch])
+        finally:
+            writer.close()
+
+    rdbms, mongo = _timed(env, "rdbms store apply", raw(StoreRole.RDBMS)), _timed(env, "ferretdb store apply",
+                                                                                raw(StoreRole.MONGO))
+    both = _timed(env, f"dual-write {phase.value}", dual)
+    ratios = {label: round(d["median"] / min(r["median"], m["median"]), 3)
+              for label, r, m, d in zip(("insert", "update"), rdbms, mongo, both, strict=True)}
+    print(f"  dual-write / slower store's ceiling: {ratios}", flush=True)
+    return {"documents": DOCS, "batch": BATCH, "rdbms": rdbms, "ferretdb": mongo, "dual_write": both,
+            "ratio_to_slower": ratios}
+
+
+if __name__ == "__main__":
+    run_all(dict(os.environ))

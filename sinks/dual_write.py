@@ -1,0 +1,105 @@
+"""`dual-write` sink: each batch to the primary store, then to the shadow, as the migration's switch routes it.
+
+A shadow failure is never dropped: the changes go to the repair topic `<stream>.<label>.repair` (durable before the
+batch counts as done) and a repair loop in this app writes them again until the store takes them;
+`tuneflow_shadow_backlog` is what it still owes. See streams/migration/dual_write.py and repair.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pydantic import Field
+
+from sinks.base import AppOptions, Failure, Outcome, SinkApp
+from sinks.mongo import TRACK_INDEXES, to_change
+from streams import settings
+from streams.errors import ServiceUnavailableError
+from streams.migration.dual_write import DualWriter, Outbox, Pending, repair_topic
+from streams.migration.phases import Phase, StoreRole
+from streams.migration.repair import RepairLoop
+from streams.migration.shadow_metrics import ShadowMetrics
+from streams.migration.template import catalog_template_path
+from streams.migration.views import open_phase_view
+from streams.records import Record
+from streams.stores.base import DocumentStore
+from streams.stores.factory import open_relational_store, open_store
+
+
+class DualWriteOptions(AppOptions):
+    mongo_uri: str = Field(default_factory=settings.mongo_uri,
+                           description="mongodb://… or embedded:///dir [default: $TUNEFLOW_MONGO_URI].")
+    database: str = Field(default="catalog", description="MongoDB database.")
+    rdbms_url: str = Field(description="The relational database: postgresql://…, mariadb://…, sqlite:///….")
+    template: str | None = Field(default=None, description="Migration template [default: the catalog's].")
+    collection: str = Field(default="tracks", description="Template collection (and MongoDB collection).")
+    migration: str = Field(default="catalog", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$",
+                           description="The migration whose switch this app follows.")
+    phase: Phase = Field(default=Phase.DUAL_RDBMS_PRIMARY, description="The phase applied until the switch's "
+                                                                        "control topic says otherwise.")
+    chunk_size: int = Field(default=100, ge=1, le=100_000, description="Documents per store write; the shadow "
+                                                                       "writes one chunk while the primary writes "
+                                                                       "the next.")
+
+
+class DualWriteSink(SinkApp[DualWriteOptions]):
+    name = "dual-write"
+    options_model = DualWriteOptions
+
+    writer: DualWriter | None = None
+    repair: RepairLoop | None = None
+
+    def setup(self) -> None:
+        """Open both stores, the outbox and the repair loop; retried while a store is unreachable."""
+        context = self.context
+        stores = self._open_stores()
+        if self.writer is None:
+            metrics = ShadowMetrics(context.metrics.registry, context.stream, context.label, context.instance)
+            topic = repair_topic(context.stream, context.label)
+            view = open_phase_view(self.options.migration, context, self.options.phase)
+            self.writer = DualWriter(stores, self.options.collection, view, Outbox(context.binder.output(), topic),
+                                     metrics, context.log, chunk_size=self.options.chunk_size)
+            self.repair = RepairLoop(context.binder, topic, f"{context.stream}.{context.label}.dlq", context.instance,
+                                     self.options.collection, self._open_stores, to_change, metrics, context.log)
+            self.repair.start()
+
+    def _open_stores(self) -> dict[StoreRole, DocumentStore]:
+        options = self.options
+        template = options.template or str(catalog_template_path())
+        rdbms = open_relational_store(options.rdbms_url, template, options.collection,
+                                      writer=f"{self.context.stream}.{self.context.label}")
+        mongo = open_store(options.mongo_uri, options.database)
+        try:
+            rdbms.open()
+            ensure = getattr(mongo, "ensure_indexes", None)
+            if ensure is not None and options.collection == "tracks":
+                ensure(options.collection, TRACK_INDEXES)
+        except BaseException:
+            rdbms.close()
+            mongo.close()
+            raise
+        return {StoreRole.RDBMS: rdbms, StoreRole.MONGO: mongo}
+
+    def write(self, batch: Sequence[Record]) -> Outcome:
+        assert self.writer is not None and self.repair is not None, "write() before setup()"
+        if self.repair.error is not None:
+            raise ServiceUnavailableError(f"the repair loop stopped: {self.repair.error}")
+        outcome = Outcome()
+        items: list[Pending] = []
+        for record in batch:
+            try:
+                items.append(Pending(record, to_change(record)))
+            except ValueError as exc:
+                outcome.failures.append(Failure(record, [{"field": "", "message": str(exc)}], kind="unwritable"))
+        if items:
+            outcome.failures += self.writer.write(items)
+        return outcome
+
+    def close(self) -> None:
+        if self.repair is not None:
+            self.repair.stop()
+        if self.writer is not None:
+            self.writer.close()
+            self.writer.outbox.output.close()
+            for store in self.writer.stores.values():
+                store.close()
