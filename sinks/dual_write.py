@@ -16,11 +16,11 @@ from sinks.mongo import TRACK_INDEXES, to_change
 from streams import settings
 from streams.errors import ServiceUnavailableError
 from streams.migration.dual_write import DualWriter, Outbox, Pending, repair_topic
-from streams.migration.phases import Phase, StoreRole
+from streams.migration.phases import FixedPhase, Phase, PhaseView, StoreRole, SwitchState, routing
 from streams.migration.repair import RepairLoop
 from streams.migration.shadow_metrics import ShadowMetrics
+from streams.migration.switch_watch import SwitchWatch, open_phase_view
 from streams.migration.template import catalog_template_path
-from streams.migration.views import open_phase_view
 from streams.records import Record
 from streams.stores.base import DocumentStore
 from streams.stores.factory import open_relational_store, open_store
@@ -33,10 +33,11 @@ class DualWriteOptions(AppOptions):
     rdbms_url: str = Field(description="The relational database: postgresql://…, mariadb://…, sqlite:///….")
     template: str | None = Field(default=None, description="Migration template [default: the catalog's].")
     collection: str = Field(default="tracks", description="Template collection (and MongoDB collection).")
-    migration: str = Field(default="catalog", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$",
-                           description="The migration whose switch this app follows.")
-    phase: Phase = Field(default=Phase.DUAL_RDBMS_PRIMARY, description="The phase applied until the switch's "
-                                                                        "control topic says otherwise.")
+    migration: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$",
+                                  description="Follow this migration's switch live (`tuneflow switch`); without "
+                                              "it, --phase holds for the app's life.")
+    phase: Phase = Field(default=Phase.DUAL_RDBMS_PRIMARY, description="The phase applied when no --migration is "
+                                                                        "given.")
     chunk_size: int = Field(default=100, ge=1, le=100_000, description="Documents per store write; the shadow "
                                                                        "writes one chunk while the primary writes "
                                                                        "the next.")
@@ -56,12 +57,23 @@ class DualWriteSink(SinkApp[DualWriteOptions]):
         if self.writer is None:
             metrics = ShadowMetrics(context.metrics.registry, context.stream, context.label, context.instance)
             topic = repair_topic(context.stream, context.label)
-            view = open_phase_view(self.options.migration, context, self.options.phase)
+            view = self._phase_view()
             self.writer = DualWriter(stores, self.options.collection, view, Outbox(context.binder.output(), topic),
                                      metrics, context.log, chunk_size=self.options.chunk_size)
+            if isinstance(view, SwitchWatch):
+                # An instance acknowledges a new phase only once the batch it was writing under the old one is done,
+                # so the switch moves readers only to a store that holds every write acknowledged before.
+                view.on_change(lambda _state: self.writer.quiesce() if self.writer is not None else None)
             self.repair = RepairLoop(context.binder, topic, f"{context.stream}.{context.label}.dlq", context.instance,
                                      self.options.collection, self._open_stores, to_change, metrics, context.log)
             self.repair.start()
+
+    def _phase_view(self) -> PhaseView:
+        migration, phase = self.options.migration, self.options.phase
+        if migration is None:
+            self.context.log.info("applying phase %s (no --migration: fixed)", phase.value)
+            return FixedPhase(SwitchState("-", phase, routing(phase).reads, 0))
+        return open_phase_view(self.context, migration)
 
     def _open_stores(self) -> dict[StoreRole, DocumentStore]:
         options = self.options
@@ -96,6 +108,8 @@ class DualWriteSink(SinkApp[DualWriteOptions]):
         return outcome
 
     def close(self) -> None:
+        if self.writer is not None and isinstance(self.writer.view, SwitchWatch):
+            self.writer.view.close()
         if self.repair is not None:
             self.repair.stop()
         if self.writer is not None:

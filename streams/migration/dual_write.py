@@ -89,6 +89,16 @@ class DualWriter:
 
     def write(self, items: Sequence[Pending]) -> list[Failure]:
         """Write a batch as the current phase routes it; returns the records refused for their content."""
+        with self._lock:
+            return self._write(items)
+
+    def quiesce(self) -> None:
+        """Return once no batch is being written: one started under an older phase has reached both stores (or
+        the outbox)."""
+        with self._lock:
+            pass
+
+    def _write(self, items: Sequence[Pending]) -> list[Failure]:
         route = routing(self.view.current().phase)
         primary = self.stores[route.primary]
         shadow = None if route.shadow is None else self.stores[route.shadow]
