@@ -63,7 +63,8 @@ steps: st.SearchStrategy[list[Step]] = st.one_of(
     st.builds(lambda t, n: [("track", "update", {"track_id": t}, {"title": n})], ids, name),
     st.builds(lambda t, b: [("track", "update", {"track_id": t}, {"album_id": b})], ids, ids),  # moves albums
     st.builds(lambda t: [("track_artist", "delete", {"track_id": t}, {}),
-                         ("track_genre", "delete", {"track_id": t}, {}), ("track", "delete", {"track_id": t}, {})], ids),
+                         ("track_genre", "delete", {"track_id": t}, {}),
+                         ("track", "delete", {"track_id": t}, {})], ids),
     st.builds(lambda b, n: [("album", "update", {"album_id": b}, {"title": n})], ids, name),
     st.builds(lambda b, n: [("album", "insert", {"album_id": b}, {"title": n, "album_type": "EP",
                                                                    "updated_at": NOW})], ids, name),
