@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from benchmarks import apps, cdc_mysql, cdc_postgres, ceilings, ferretdb_backends, http_source, migration
+from benchmarks import apps, assemble, cdc_mysql, cdc_postgres, ceilings, ferretdb_backends, http_source, migration
 from benchmarks.harness import machine
 
 RESULTS = Path(__file__).parent / "results"
@@ -31,6 +31,7 @@ SECTIONS: dict[str, Section] = {
     "cdc_postgres": lambda env, work, _: cdc_postgres.run_all(env, work),
     "ferretdb_backends": lambda env, _, __: ferretdb_backends.run_all(env),
     "migration": lambda env, _, __: migration.run_all(env),
+    "assemble": lambda env, work, _: assemble.run_all(env, work),
 }
 
 

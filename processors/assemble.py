@@ -37,7 +37,8 @@ class AssembleOptions(AppOptions):
     template: str | None = Field(default=None, description="The migration template (YAML) "
                                  "[default: deploy/templates/catalog.yaml].")
     collections: str | None = Field(default=None, description="Comma-separated collections of the template to emit "
-                                    "[default: all]; each record names its collection in the tf-collection header.")
+                                    "[default: all]; each record names its collection in the tf-collection header, "
+                                    "by which one `mongo` sink writes every collection.")
     keys_per_read: int = Field(default=1000, ge=1, le=10_000, description="Documents read per query batch.")
     visible_timeout_s: float = Field(default=30.0, gt=0, description="Longest wait for the source to show a batch's "
                                      "transactions committed before the batch is retried.")

@@ -62,6 +62,7 @@ class Writer(threading.Thread):
         super().__init__(daemon=True)
         self.url, self.transactions, self.rng = url, transactions, random.Random(seed)
         self.error: BaseException | None = None
+        self.pause_s = 0.003
 
     def run(self) -> None:
         connection = psycopg2.connect(self.url)
@@ -71,7 +72,7 @@ class Writer(threading.Thread):
                     for _ in range(self.rng.randint(1, 3)):
                         cursor.execute(*self.rng.choice(self.STATEMENTS))
                     connection.commit()
-                    time.sleep(0.003)
+                    time.sleep(self.pause_s)
         except BaseException as exc:
             self.error = exc
         finally:
