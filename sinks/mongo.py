@@ -1,6 +1,8 @@
 """`mongo` sink: version-guarded upserts and tombstones, one unordered bulk write per batch.
 
-A record's version is its `tf-version` header when present (CDC sets it), else its `updated_at`.
+A record's version is its `tf-version` header when present (CDC and assemble set it), else its `updated_at`. A record
+with a `tf-collection` header (assemble's) goes to that collection, others to `--collection`. A delete is
+`{"op": "delete", "_id": key}` (any collection) or `{"op": "delete", "track_id": id}` (a track, as ingested).
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from pydantic import Field
 from sinks.base import AppOptions, Failure, Outcome, SinkApp
 from streams import settings
 from streams.catalog.models import timestamp_version
-from streams.records import VERSION_HEADER, Record
-from streams.stores.base import Change, DocumentStore, storable_key, storable_version
+from streams.errors import ConfigError
+from streams.records import COLLECTION_HEADER, VERSION_HEADER, Record
+from streams.stores.base import Change, DocumentStore, checked_name, storable_key, storable_version
 from streams.stores.factory import open_store
 
 TRACK_INDEXES = ("isrc", "album.album_id", "artists.artist_id")
@@ -45,15 +48,20 @@ class MongoSink(SinkApp[MongoOptions]):
 
     def write(self, batch: Sequence[Record]) -> Outcome:
         outcome = Outcome()
-        changes: list[Change] = []
+        by_collection: dict[str, list[Change]] = {}
+        default = self.options.collection
         for record in batch:
             try:
-                changes.append(to_change(record))
-            except ValueError as exc:
+                change = to_change(record)
+                named = record.headers.get(COLLECTION_HEADER)
+                collection = default if named is None else checked_name("collection", named.decode())
+            except (ValueError, ConfigError, UnicodeDecodeError) as exc:
                 outcome.failures.append(Failure(record, [{"field": "", "message": str(exc)}], kind="unwritable"))
-        if changes:
+                continue
+            by_collection.setdefault(collection, []).append(change)
+        for collection, changes in by_collection.items():
             assert self.store is not None, "write() before setup()"
-            self.store.apply(self.options.collection, changes)
+            self.store.apply(collection, changes)
         return outcome
 
     def close(self) -> None:
@@ -70,9 +78,11 @@ def to_change(record: Record) -> Change:
     if not isinstance(document, dict):
         raise ValueError("value is not a JSON object")
     deleting = document.get("op") == "delete"
-    key = document.get("track_id") if deleting else document.get("_id")
+    key = document.get("_id")
+    if deleting and key is None:
+        key = document.get("track_id")
     if key is None:
-        raise ValueError("no key: a document needs '_id', a delete needs 'track_id'")
+        raise ValueError("no key: a document needs '_id', a delete needs '_id' (or a track's 'track_id')")
     return Change(key=storable_key(key), version=storable_version(_version(record, document)),
                   document=None if deleting else document)
 

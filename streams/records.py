@@ -8,6 +8,8 @@ from typing import Any
 Headers = dict[str, bytes]
 
 VERSION_HEADER = "tf-version"
+# Which collection a document change belongs to, when one stream carries several (assemble).
+COLLECTION_HEADER = "tf-collection"
 # A change captured from a database log: its transaction, its place in it from 1, and "1" on the transaction's last.
 TX_ID_HEADER = "tf-tx-id"
 TX_SEQ_HEADER = "tf-tx-seq"

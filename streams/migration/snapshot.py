@@ -66,7 +66,7 @@ class Snapshot:
             else:
                 with conn.begin():
                     conn.exec_driver_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-                    yield conn, _binlog_snapshot(conn)
+                    yield conn, binlog_snapshot_version(conn)
 
     def close(self) -> None:
         if self._holder is not None:
@@ -90,7 +90,7 @@ def open_snapshot(engine: Engine) -> Snapshot:
         if kind == "mysql":
             holder.begin()
             holder.exec_driver_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-            position = _binlog_snapshot(holder)
+            position = binlog_snapshot_version(holder)
             detail = {"binlog": _binlog_coordinates(holder)} if position is not None else {}
             return Snapshot(engine, kind, position, detail, holder)
         holder.begin()
@@ -107,7 +107,7 @@ def _binlog_coordinates(conn: Connection) -> dict[str, Any]:
     return {"file": status.get("Binlog_snapshot_file", ""), "position": position}
 
 
-def _binlog_snapshot(conn: Connection) -> int | None:
+def binlog_snapshot_version(conn: Connection) -> int | None:
     """The binlog position this transaction's consistent snapshot stands at (None without a binlog)."""
     coordinates = _binlog_coordinates(conn)
     if not coordinates["file"]:

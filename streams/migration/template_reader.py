@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import decimal
 import itertools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from operator import itemgetter
@@ -115,6 +115,11 @@ class CollectionReader:
         self._child_names: list[str] = []
         self._version = self._version_getter(collection.version, root.alias)
         self._build = self._section(root.fields, root.alias, self._root, top=True)
+
+    @property
+    def tables(self) -> Mapping[str, Table]:
+        """The source's reflected tables the reader was compiled against."""
+        return self._tables
 
     # --- compiling ---------------------------------------------------------------------------------
 
