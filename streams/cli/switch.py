@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import click
 
 from streams.cli.errors import EXIT_FAILURE
+from streams.migration.gate import NO_CATCH_UP
 from streams.migration.phases import PHASES, InstanceAck, Phase
 from streams.migration.switch import Move, SwitchController, SwitchRefused, SwitchView
 from streams.migration.switch_store import ChangeRecord, SwitchStore, check_migration_name
@@ -55,7 +56,9 @@ def _moving(command: F) -> F:
     command = click.option("--max-verify-age", default="24h", show_default=True,
                            help="Gate: the last clean verify may be at most this old (e.g. 90m, 24h, 3600).")(command)
     return click.option("--catch-up", "catch_up", metavar="STREAM",
-                        help="The migration's catch-up stream (remembered), whose lag the gate bounds.")(command)
+                        help="The migration's catch-up stream (remembered), whose lag the gate bounds; "
+                             f"'{NO_CATCH_UP}' declares that the migration has none (every write goes through "
+                             "dual-write).")(command)
 
 
 @switch.command("show")
@@ -123,7 +126,8 @@ def _move(target: Callable[[SwitchController, str], Phase], *, migration: str | 
         name = _migration(controller.store, migration, create=True)
         phase = target(controller, name)
         if catch_up is not None:
-            state.get_stream(catch_up)
+            if catch_up != NO_CATCH_UP:
+                state.get_stream(catch_up)
             controller.store.set_catch_up(name, catch_up)
         if gated:
             controller.gate = _gate(state, controller.store, name, binder_name, max_lag, max_age)
@@ -173,13 +177,15 @@ def _gate(state: StateStore, store: SwitchStore, migration: str, binder_name: st
           max_age: timedelta) -> Any:
     from streams.binders.factory import create_binder
     from streams.dsl import parse
-    from streams.migration.gate import Gate, catch_up_topics, no_verify_recorded, repair_topics
+    from streams.migration.gate import NONE_DECLARED, Gate, catch_up_topics, no_verify_recorded, repair_topics
     from streams.state import StreamStatus
 
     deployed = [parse(s.name, s.canonical) for s in state.list_streams() if s.status == StreamStatus.DEPLOYED]
     record = store.find(migration)
     catch_up = None
-    if record is not None and record.catch_up is not None:
+    if record is not None and record.catch_up == NO_CATCH_UP:
+        catch_up = NONE_DECLARED
+    elif record is not None and record.catch_up is not None:
         stream = state.get_stream(record.catch_up)
         catch_up = catch_up_topics(parse(stream.name, stream.canonical))
     binder = create_binder("kafka") if binder_name == "kafka" else None

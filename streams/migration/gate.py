@@ -44,6 +44,10 @@ class LatestCleanVerify(Protocol):
         ...
 
 
+NO_CATCH_UP = "none"  # `--catch-up none`: the migration has no catch-up stream
+NONE_DECLARED = ConsumedTopics("", ())
+
+
 def no_verify_recorded(migration: str) -> datetime | None:
     """The stand-in until verify runs are recorded: there is never one, so the gate refuses."""
     return None
@@ -93,7 +97,10 @@ def shadow_backlog(binder: Binder, repairs: Sequence[ConsumedTopics]) -> GateChe
 def catch_up_lag(binder: Binder, catch_up: ConsumedTopics | None, max_lag: int) -> GateCheck:
     name = "catch-up lag"
     if catch_up is None:
-        return GateCheck(name, False, "no catch-up stream known: name it once with --catch-up STREAM")
+        return GateCheck(name, False, f"no catch-up stream known: name it once with --catch-up STREAM (or "
+                                      f"--catch-up {NO_CATCH_UP} if every write goes through dual-write)")
+    if catch_up is NONE_DECLARED:
+        return GateCheck(name, True, "no catch-up stream: every write goes through dual-write")
     try:
         lag = binder.group_lag(catch_up.group, catch_up.topics)
     except TuneflowError as exc:

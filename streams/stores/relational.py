@@ -260,16 +260,20 @@ class RelationalStore:
 
     def _upsert_reference(self, conn: Connection, table: Table, row_plan: RowPlan, row: Row, version_column: str,
                           version: Any) -> None:
-        """Insert the referenced row if absent; update it from the embedded copy unless it is newer."""
+        """Insert the referenced row if absent; update it from the embedded copy when that differs from it, unless
+        the row is newer. An unchanged row keeps its version: the documents built from it stay as they are."""
         where = and_(*(table.c[column] == row[column] for column in row_plan.key))
+        content = {name: value for name, value in row.items() if name not in row_plan.key}
         values = dict(row)
         guard = None
         if version_column in table.c and version_column not in values:
             values[version_column] = version
             guard = table.c[version_column] < version
         changes = {name: value for name, value in values.items() if name not in row_plan.key}
-        if changes:
-            statement = table.update().where(where if guard is None else and_(where, guard)).values(changes)
+        if content:
+            differs = or_(*(table.c[name].is_distinct_from(value) for name, value in content.items()))
+            statement = table.update().where(and_(where, differs) if guard is None else and_(where, guard, differs)) \
+                .values(changes)
             if conn.execute(statement).rowcount:
                 return
         conn.execute(self._insert_if_absent(table, values))
