@@ -129,9 +129,27 @@ def check_unknown_genre_created(store: RelationalStore) -> None:
         assert conn.execute(text("SELECT count(*) FROM genre WHERE name = 'Lo-fi'")).scalar_one() == 1
 
 
+def check_unchanged_reference_keeps_its_version(store: RelationalStore) -> None:
+    """A track naming its album as the album row already is leaves the row, and its updated_at, alone; a track
+    carrying a changed album title updates the row and stamps it with the track's version."""
+    def album_row() -> tuple[str, str]:
+        with store.engine.connect() as conn:
+            title, updated = conn.execute(text("SELECT title, updated_at FROM album WHERE album_id = 126")).one()
+            return str(title), str(updated)
+
+    store.apply("tracks", [upsert(track(500))])
+    first = album_row()
+    store.apply("tracks", [upsert(track(500, version=50, title="Only the track changed"))])
+    assert album_row() == first
+    store.apply("tracks", [upsert(track(501, version=60, album={**track(501)["album"], "title": "Renamed"}))])
+    title, updated = album_row()
+    assert title == "Renamed" and updated != first[1]
+
+
 def run_all(url: str, writers: int | None = None) -> None:
     for check in (check_round_trip, check_version_guard, check_delete_then_late_older_upsert,
-                  check_misfit_value_rejected_alone, check_unknown_genre_created):
+                  check_misfit_value_rejected_alone, check_unknown_genre_created,
+                  check_unchanged_reference_keeps_its_version):
         with catalog_store(url, writers) as store:
             check(store)
             _reset(store)

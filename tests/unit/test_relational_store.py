@@ -20,7 +20,8 @@ def url(tmp_path: Path) -> str:
 
 @pytest.mark.parametrize("check", [checks.check_round_trip, checks.check_version_guard,
                                    checks.check_delete_then_late_older_upsert,
-                                   checks.check_misfit_value_rejected_alone, checks.check_unknown_genre_created])
+                                   checks.check_misfit_value_rejected_alone, checks.check_unknown_genre_created,
+                                   checks.check_unchanged_reference_keeps_its_version])
 def test_relational_store(url: str, check: object) -> None:
     with checks.catalog_store(url) as store:
         check(store)  # type: ignore[operator]
