@@ -94,13 +94,14 @@ def shadow_backlog(binder: Binder, repairs: Sequence[ConsumedTopics]) -> GateChe
     return GateCheck(name, True, f"empty ({', '.join(sorted(waiting))})")
 
 
-def catch_up_lag(binder: Binder, catch_up: ConsumedTopics | None, max_lag: int) -> GateCheck:
+def catch_up_lag(binder: Binder | None, catch_up: ConsumedTopics | None, max_lag: int) -> GateCheck:
     name = "catch-up lag"
     if catch_up is None:
         return GateCheck(name, False, f"no catch-up stream known: name it once with --catch-up STREAM (or "
                                       f"--catch-up {NO_CATCH_UP} if every write goes through dual-write)")
     if catch_up is NONE_DECLARED:
         return GateCheck(name, True, "no catch-up stream: every write goes through dual-write")
+    assert binder is not None, "a catch-up stream's lag is read through a binder"
     try:
         lag = binder.group_lag(catch_up.group, catch_up.topics)
     except TuneflowError as exc:
@@ -151,7 +152,9 @@ class Gate:
     def checks(self, state: SwitchState, acks: Sequence[InstanceAck]) -> list[GateCheck]:
         if self.binder is None:
             unseen = "not readable here: the memory binder's topics live in the process that runs the stream"
-            kafka = [GateCheck("shadow backlog", False, unseen), GateCheck("catch-up lag", False, unseen)]
+            kafka = [GateCheck("shadow backlog", False, unseen),
+                     catch_up_lag(None, NONE_DECLARED, 0) if self.catch_up is NONE_DECLARED
+                     else GateCheck("catch-up lag", False, unseen)]
         else:
             kafka = [shadow_backlog(self.binder, self.repairs), catch_up_lag(self.binder, self.catch_up, self.max_lag)]
         return [*kafka, recent_verify(self.latest_clean_verify, state.migration, self.max_verify_age),

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from streams.binders.memory import MemoryBinder
 from streams.dsl import parse
 from streams.migration.gate import (
+    NONE_DECLARED,
     ConsumedTopics,
     Gate,
     apps_on_current,
@@ -104,7 +105,10 @@ def test_the_backlog_and_lag_checks_read_consumer_group_lag() -> None:
     lag = catch_up_lag(binder, catch_up, 10)
     assert (lag.ok, lag.detail) == (False, "stream cdc1 is 12 changes behind (bound 10)")
     assert catch_up_lag(binder, catch_up, 12).ok
-    assert not catch_up_lag(binder, None, 10).ok
+    unknown = catch_up_lag(binder, None, 10)
+    assert not unknown.ok and "--catch-up none" in unknown.detail
+    declared = catch_up_lag(binder, NONE_DECLARED, 10)
+    assert (declared.ok, declared.detail) == (True, "no catch-up stream: every write goes through dual-write")
 
 
 def test_repair_topics_come_from_the_dual_write_apps_of_the_migration() -> None:
@@ -243,6 +247,10 @@ def test_cli_forward_show_refusal_force_rollback_and_history(cli: Run) -> None:
     assert refused.returncode == 1
     assert "refused by the gate" in refused.stderr and "  - clean verify: no verify recorded" in refused.stderr
     assert "  - apps on the current phase: not yet on dual-rdbms-primary" in refused.stderr
+    assert "  - catch-up lag: not readable here" in refused.stderr
+    declared = cli("switch", "forward", "--binder", "memory", "--catch-up", "none")
+    assert declared.returncode == 1 and "catch-up lag" not in declared.stderr  # declared: that check passes
+    assert cli("switch", "forward", "--binder", "memory", "--catch-up", "nosuch").returncode != 0
     assert cli("switch", "forward", "--binder", "memory", "--force").returncode == 2  # no reason
     forced = cli("switch", "forward", "--binder", "memory", "--force", "--reason", "drill", "--timeout", "0.2")
     assert forced.returncode == 1 and "not acked by s1/dual-write/4" in forced.stderr  # still lagging: went back
@@ -257,10 +265,11 @@ def test_cli_forward_show_refusal_force_rollback_and_history(cli: Run) -> None:
     assert [(h["from"], h["to"], h["forced"], h["outcome"].split(":")[0]) for h in history] == [
         ("legacy", "dual-rdbms-primary", False, "done"),
         ("dual-rdbms-primary", "dual-mongo-primary", False, "refused by the gate"),
+        ("dual-rdbms-primary", "dual-mongo-primary", False, "refused by the gate"),
         ("dual-rdbms-primary", "dual-mongo-primary", True, "went back to dual-rdbms-primary"),
         ("dual-rdbms-primary", "dual-mongo-primary", True, "done"),
         ("dual-mongo-primary", "dual-rdbms-primary", False, "done")]
-    assert history[3]["reason"] == "drill" and history[4]["reason"] == "errors on reads"
+    assert history[4]["reason"] == "drill" and history[5]["reason"] == "errors on reads"
     text = cli("switch", "history", "--binder", "memory").stdout
     assert "FORCED" in text and "gate: clean verify: NO — no verify recorded" in text
     assert cli("switch", "set", "mongo-only", "--binder", "memory", "--max-verify-age", "soon").returncode == 2
