@@ -1,8 +1,9 @@
 """Dual-write throughput against the slower store's raw write ceiling, for the same changes, in one run.
 
-Each store's ceiling is its own store's `apply` of the changes in batches (PostgreSQL through the catalog
-template's inverse, FerretDB through the mongo store); dual-write is the same changes through `DualWriter`
-(primary first, the shadow one chunk behind), inserts then updates, each on fresh targets.
+Each store's ceiling is its own store's `apply` of the changes, in the chunks dual-write writes them in
+(PostgreSQL through the catalog template's inverse, FerretDB through the mongo store); dual-write is the same
+changes through `DualWriter` (primary first, the shadow one chunk behind), inserts then updates, each on fresh
+targets.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from tests.relational_checks import track, upsert
 
 DOCS = int(os.environ.get("TUNEFLOW_BENCH_DUAL_DOCS", "3000"))
 BATCH = 500
+CHUNK = 100  # dual-write's default --chunk-size: each store's ceiling writes in the same chunks
 
 
 @contextmanager
@@ -85,7 +87,8 @@ def run_all(env: dict[str, str]) -> dict[str, Any]:
     def raw(role: StoreRole) -> Callable[[dict[StoreRole, DocumentStore], list[Change]], None]:
         def write(stores: dict[StoreRole, DocumentStore], changes: list[Change]) -> None:
             for batch in _batches(changes):
-                stores[role].apply("tracks", batch)
+                for start in range(0, len(batch), CHUNK):
+                    stores[role].apply("tracks", batch[start:start + CHUNK])
         return write
 
     def dual(stores: dict[StoreRole, DocumentStore], changes: list[Change]) -> None:
@@ -93,7 +96,8 @@ def run_all(env: dict[str, str]) -> dict[str, Any]:
 
         view = FixedPhase(SwitchState("bench", phase, routing(phase).reads, 0))
         writer = DualWriter(stores, "tracks", view, Outbox(MemoryBinder().output(), "bench.dw.repair"),
-                            ShadowMetrics(CollectorRegistry(), "bench", "dw", 0), logging.getLogger("bench"))
+                            ShadowMetrics(CollectorRegistry(), "bench", "dw", 0), logging.getLogger("bench"),
+                            chunk_size=CHUNK)
         try:
             for batch in _batches(changes):
                 writer.write([Pending(Record(None, b""), change) for change in batch])
@@ -106,7 +110,7 @@ def run_all(env: dict[str, str]) -> dict[str, Any]:
     ratios = {label: round(d["median"] / min(r["median"], m["median"]), 3)
               for label, r, m, d in zip(("insert", "update"), rdbms, mongo, both, strict=True)}
     print(f"  dual-write / slower store's ceiling: {ratios}", flush=True)
-    return {"documents": DOCS, "batch": BATCH, "rdbms": rdbms, "ferretdb": mongo, "dual_write": both,
+    return {"documents": DOCS, "batch": BATCH, "chunk": CHUNK, "rdbms": rdbms, "ferretdb": mongo, "dual_write": both,
             "ratio_to_slower": ratios}
 
 
