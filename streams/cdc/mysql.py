@@ -1,6 +1,6 @@
 """Follows a MySQL 8 or MariaDB 10.11 server's row binlog (`mysql-replication`) and hands out the row changes of
-the chosen tables as records; the position moves on, durably, only past transactions whose every change the runtime
-reported durable in Kafka."""
+the chosen tables as records, after the tables' initial snapshot when one is due; the position moves on, durably, only
+past transactions whose every change the runtime reported durable in Kafka."""
 
 from __future__ import annotations
 

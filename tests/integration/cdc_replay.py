@@ -76,6 +76,16 @@ def guarded_replay(messages: list[Message]) -> dict[tuple[str, bytes], Row]:
             if row is not None and truncated.get(key[0], (0, 0)) < stamp}
 
 
+def snapshot_rows_read_once(messages: list[Message]) -> int:
+    """How many `op=r` records there are, having checked that no row is among them twice and that all carry the one
+    snapshot's version."""
+    snapshot = [(key, headers) for key, value, headers in messages if b'"op":"r"' in value]
+    keys = [key for key, _ in snapshot]
+    assert len(keys) == len(set(keys)), "a row read twice by the snapshot"
+    assert len({headers[VERSION_HEADER] for _, headers in snapshot}) == 1, "snapshot rows of several versions"
+    return len(keys)
+
+
 class TopicTail:
     """Every record of a topic from its start, read on as it grows: one pass over a large topic, however often a
     test asks what has arrived."""

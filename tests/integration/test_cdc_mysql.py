@@ -29,7 +29,16 @@ from streams.cdc.mysql import _Connection
 from streams.records import TX_ID_HEADER, TX_LAST_HEADER, TX_SEQ_HEADER, VERSION_HEADER
 from streams.runtime.metrics import metric_sum
 from streams.serde import canonical_json, dumps
-from tests.integration.cdc_replay import Message, Row, TopicTail, checksums, guarded_replay, replay, versions
+from tests.integration.cdc_replay import (
+    Message,
+    Row,
+    TopicTail,
+    checksums,
+    guarded_replay,
+    replay,
+    snapshot_rows_read_once,
+    versions,
+)
 from tests.integration.pipeline import create_topic, produce, read_topic
 from tests.integration.processes import AppProcess, wait_for
 from tests.integration.services import scratch_database, service_url, unique_name
@@ -341,9 +350,10 @@ def test_a_quiet_database_still_moves_its_position_past_what_others_write(databa
                  "the position to move past others' binlog", process)
         assert saved_position(kafka_bootstrap, stream) > first
         assert read_topic(kafka_bootstrap, f"{stream}.cdc") == []
-        # The metric shows the position last known to be stored in Kafka, as tf-version numbers it.
-        wait_for(lambda: metric_sum(process.metrics(), "tuneflow_cdc_confirmed_position")
-                 == saved_position(kafka_bootstrap, stream), 15, "the stored position in the metric", process)
+        # The metric shows the position last known to be stored in Kafka, as tf-version numbers it (other databases
+        # of the server may move it on meanwhile).
+        wait_for(lambda: position_number(file, pos) <= metric_sum(process.metrics(), "tuneflow_cdc_confirmed_position")
+                 <= saved_position(kafka_bootstrap, stream), 15, "the stored position in the metric", process)
     finally:
         process.stop()
 
@@ -486,7 +496,7 @@ def test_an_initial_snapshot_of_200000_tracks_converges_with_live_changes_and_is
         assert process.stop() == 0  # undeploy
         with connect(database) as cursor:  # changes while the source is away
             cursor.execute("UPDATE genre SET name = CONCAT(name, ' ⏸') WHERE genre_id = 1")
-            cursor.execute("DELETE FROM track_genre WHERE track_id = 2")
+            cursor.execute("DELETE FROM album_artist ORDER BY album_id, artist_id LIMIT 1")
         process = source(database, stream, tmp_path, "snap-redeployed", *snapshot, batch=2000).start()  # redeploy
         process.wait_ready()
         with connect(database) as cursor:
@@ -498,10 +508,8 @@ def test_an_initial_snapshot_of_200000_tracks_converges_with_live_changes_and_is
 
     messages = tail.messages
     expected = table_rows(database, ENTITIES)
-    snapshot_keys = [k for k, v, h in messages if is_snapshot_row((k, v, h))]
-    assert len(snapshot_keys) == len(set(snapshot_keys)) > 265_000  # every row once: 200,000 tracks and theirs
-    assert len({int(h[VERSION_HEADER]) for k, v, h in messages if is_snapshot_row((k, v, h))}) == 1
-    assert metric_sum(metrics, "tuneflow_cdc_snapshot_rows_total") == len(snapshot_keys)
+    read = snapshot_rows_read_once(messages)
+    assert read > 265_000 and metric_sum(metrics, "tuneflow_cdc_snapshot_rows_total") == read  # 200,000 tracks &c.
     assert "starting the initial snapshot at binlog" in first.log_path.read_text()
     assert "initial snapshot" not in process.log_path.read_text()  # the redeploy read no second one
     assert len(writer.committed) > 100  # it kept writing while the snapshot was read
