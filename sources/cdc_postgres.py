@@ -1,6 +1,6 @@
 """`cdc-postgres` source: every row change of the chosen PostgreSQL tables, live, from a logical replication slot.
 
-One record per change, `{op: c|u|d|t, table, key, before, after, source: {lsn, txid, commit_ts}}` (what each field
+One record per change, `{op: c|u|d|t|r, table, key, before, after, source: {lsn, txid, commit_ts}}` (what each field
 holds, unchanged TOAST columns included, is in `streams/cdc/changes.py`), keyed by table + primary key, with headers
 `tf-version` (the commit LSN), `tf-tx-id`, `tf-tx-seq` and `tf-tx-last`. The slot's position moves only past
 transactions whose every change Kafka acknowledged, so a restart or a `kill -9` resumes where the durable output
@@ -12,21 +12,18 @@ converge whatever the interleaving with live changes), with its progress in `<st
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal
-
 from pydantic import Field
 
-from sources.base import AppOptions, Leftover, SourceApp
+from sources.base import Leftover
+from sources.cdc_base import CdcSource, SnapshotOptions
 from streams.catalog.legacy import metadata
 from streams.cdc.metrics import CdcMetrics
 from streams.cdc.pgslot import default_slot_name
 from streams.cdc.postgres import CaptureSettings, PostgresCapture, capture_leftovers
-from streams.cdc.progress import SnapshotProgressStore
-from streams.records import Record
+from streams.cdc.progress import SnapshotProgressStore, progress_topic
 
 
-class CdcPostgresOptions(AppOptions):
+class CdcPostgresOptions(SnapshotOptions):
     url: str = Field(min_length=1, description="The database: postgresql://user@host:5432/db (a password may come "
                                                "from PGPASSWORD or ~/.pgpass instead of the URL).")
     tables: str = Field(default=",".join(metadata.tables), description="Tables to follow, `table` or "
@@ -34,20 +31,12 @@ class CdcPostgresOptions(AppOptions):
                                                                         "[default: the legacy catalog's].")
     slot_name: str | None = Field(default=None, description="Replication slot [default: tuneflow_<stream>_<app>].")
     publication: str | None = Field(default=None, description="Publication [default: the slot's name].")
-    snapshot: Literal["initial", "never", "always"] = Field(
-        default="never", description="initial: first read every table (key-ordered chunks, op=r, versioned with the "
-                                     "slot's snapshot LSN), once per slot, resuming after its last durable chunks; "
-                                     "always: the same at every start of the source (an interrupted read resumes).")
-    snapshot_chunk: int = Field(default=5000, ge=1, le=100_000, description="Most rows per snapshot chunk.")
-    snapshot_parallel: int = Field(default=2, ge=1, le=16, description="Snapshot readers, each on its own "
-                                                                       "connection in the same exported snapshot, "
-                                                                       "reading parts of the tables side by side.")
     heartbeat_s: float = Field(default=10.0, gt=0, description="How often to confirm progress (also through quiet "
                                                                "stretches, so the slot does not pin WAL) and "
                                                                "measure the retained WAL.")
 
 
-class CdcPostgresSource(SourceApp[CdcPostgresOptions]):
+class CdcPostgresSource(CdcSource[CdcPostgresOptions]):
     """Change-data-capture from PostgreSQL with pgoutput (logical replication protocol v1)."""
 
     name = "cdc-postgres"
@@ -68,18 +57,8 @@ class CdcPostgresSource(SourceApp[CdcPostgresOptions]):
                                    snapshot_chunk=options.snapshot_chunk,
                                    snapshot_parallel=options.snapshot_parallel)
         metrics = CdcMetrics(ctx.metrics.registry, ctx.stream, ctx.label, ctx.instance)
-        progress = SnapshotProgressStore(ctx.binder, f"{ctx.stream}.{ctx.label}.snapshot") \
+        progress = SnapshotProgressStore(ctx.binder, progress_topic(ctx.stream, ctx.label)) \
             if settings.snapshots else None
-        self._capture = PostgresCapture(settings, metrics, ctx.log, progress)
-        self._capture.start()
-
-    def poll(self, max_records: int, timeout_s: float) -> list[Record]:
-        return self._capture.poll(max_records, timeout_s)
-
-    def ack(self, records: Sequence[Record]) -> None:
-        self._capture.ack(len(records))
-
-    def close(self) -> None:
-        capture = getattr(self, "_capture", None)
-        if capture is not None:
-            capture.close()
+        capture = PostgresCapture(settings, metrics, ctx.log, progress)
+        self.capture = capture
+        capture.start()

@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import orjson
 
 from streams.cdc.origin import is_origin_table
+from streams.cdc.transactions import HeldBack
 
 Op = Literal["c", "u", "d", "t"]
 Row = dict[str, Any]
@@ -115,6 +116,7 @@ class TableShape:
     json: frozenset[str] = frozenset()
     times: frozenset[str] = frozenset()  # TIME: a duration, written as MySQL writes it
     sets: frozenset[str] = frozenset()  # SET: the members, sorted
+    columns: tuple[str, ...] = ()  # every column, in the table's order
 
     def row(self, values: Mapping[str, Any]) -> Row:
         row = dict(values)
@@ -126,6 +128,8 @@ class TableShape:
             value = row.get(name)
             if isinstance(value, set | frozenset):
                 row[name] = sorted(value)
+            elif isinstance(value, str):  # as a query returns it (the snapshot): the members, comma-separated
+                row[name] = sorted(value.split(",")) if value else []
         for name in self.booleans:
             value = row.get(name)
             if value is not None:
@@ -228,13 +232,6 @@ def _unquote(name: str) -> str:
 
 
 @dataclass
-class _Transaction:
-    begin: TxBegin
-    count: int = 0
-    own: bool = False  # the pipeline's own write (streams/cdc/origin.py): its row changes are dropped
-
-
-@dataclass
 class ChangeAssembler:
     """Feed it events in binlog order; it returns changes and transaction ends, holding back one change until it
     knows whether it is its transaction's last. Only the `schema`'s tables in `tables` are followed; `on_ddl` hears
@@ -243,18 +240,19 @@ class ChangeAssembler:
     schema: str
     tables: dict[str, TableShape]
     on_ddl: Callable[[Statement], None] = lambda statement: None
-    _tx: _Transaction | None = None
-    _held: Change | None = None
+    _tx: TxBegin | None = None
+    _own: TxBegin | None = None  # the transaction marked as the pipeline's own
+    _numbering: HeldBack[Change] = field(default_factory=HeldBack)
 
     @property
     def mid_transaction(self) -> bool:
-        return self._tx is not None or self._held is not None
+        return self._tx is not None or self._numbering.holding
 
     def feed(self, event: BinlogEvent) -> list[Change | TransactionEnd]:
         if isinstance(event, TxBegin):
             if self._tx is not None:  # the server lost the end of the last one (a crash): it never committed
-                self._held = None
-            self._tx = _Transaction(event)
+                self._numbering.drop()
+            self._tx = event
             return []
         if isinstance(event, RowsEvent):
             return [] if self._own_transaction(event) else self._hold(self._rows(event))
@@ -263,9 +261,10 @@ class ChangeAssembler:
         return self._statement(event)
 
     def _own_transaction(self, event: RowsEvent) -> bool:
+        """Whether the transaction is the pipeline's own write (streams/cdc/origin.py): its row changes are dropped."""
         if self._tx is not None and is_origin_table(event.schema, event.table, self.schema):
-            self._tx.own = True
-        return self._tx is not None and self._tx.own
+            self._own = self._tx
+        return self._tx is not None and self._own is self._tx
 
     def _rows(self, event: RowsEvent) -> list[Change]:
         shape = self.tables.get(event.table) if event.schema == self.schema else None
@@ -292,7 +291,7 @@ class ChangeAssembler:
     def _statement(self, event: Statement) -> list[Change | TransactionEnd]:
         target = truncated_table(event.query, event.schema)
         if self._tx is None:  # no GTID event before it (a server without GTIDs): the statement starts its own
-            self._tx = _Transaction(TxBegin(event.file, event.pos, None, event.timestamp))
+            self._tx = TxBegin(event.file, event.pos, None, event.timestamp)
         out: list[Change | TransactionEnd] = []
         if target is not None:
             schema, table = target
@@ -305,32 +304,21 @@ class ChangeAssembler:
         return out + self._end(event.file, event.pos)
 
     def _change(self, op: Op, shape: TableShape, key: Row | None, before: Row | None, after: Row | None) -> Change:
-        tx = self._tx
-        if tx is None:
+        begin = self._tx
+        if begin is None:
             raise BinlogError(f"a change of table {shape.name} outside a transaction (the reader started mid-way)")
-        begin = tx.begin
         txid = begin.gtid or f"{begin.file}:{begin.pos}"
         return Change(op, shape.name, key, before, after, position_number(begin.file, begin.pos), begin.file,
                       begin.pos, begin.gtid, txid, begin.timestamp)
 
     def _hold(self, changes: Iterable[Change]) -> list[Change | TransactionEnd]:
-        assert self._tx is not None or not changes
         out: list[Change | TransactionEnd] = []
-        for change in changes:
-            assert self._tx is not None
-            self._tx.count += 1
-            change.seq = self._tx.count
-            if self._held is not None:
-                out.append(self._held)
-            self._held = change
+        self._numbering.add(changes, out)
         return out
 
     def _end(self, file: str, pos: int) -> list[Change | TransactionEnd]:
         out: list[Change | TransactionEnd] = []
-        if self._held is not None:
-            self._held.last = True
-            out.append(self._held)
-            self._held = None
-        tx, self._tx = self._tx, None
-        out.append(TransactionEnd(file, pos, tx.begin.gtid if tx else None, tx.count if tx else 0))
+        count = self._numbering.end(out)
+        begin, self._tx = self._tx, None
+        out.append(TransactionEnd(file, pos, begin.gtid if begin else None, count))
         return out

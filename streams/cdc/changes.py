@@ -35,6 +35,7 @@ from streams.cdc.pgoutput import (
     Update,
 )
 from streams.cdc.pgtypes import Converter, converter
+from streams.cdc.transactions import HeldBack
 
 Op = Literal["c", "u", "d", "t", "r"]  # r: a row read by the initial snapshot
 Row = dict[str, Any]
@@ -90,29 +91,23 @@ class _Table:
 
 
 @dataclass
-class _Transaction:
-    begin: Begin
-    count: int = 0
-    own: bool = False  # the pipeline's own write (streams/cdc/origin.py): its row changes are dropped
-
-
-@dataclass
 class ChangeAssembler:
     """Feed it messages in stream order; it returns changes and transaction ends, holding back one change until it
     knows whether it is its transaction's last."""
 
     primary_key: KeyResolver
     tables: dict[int, _Table] = field(default_factory=dict)
-    _tx: _Transaction | None = None
-    _held: Change | None = None
+    _tx: Begin | None = None
+    _own: Begin | None = None  # the transaction marked as the pipeline's own (streams/cdc/origin.py)
+    _numbering: HeldBack[Change] = field(default_factory=HeldBack)
 
     @property
     def mid_transaction(self) -> bool:
-        return self._tx is not None or self._held is not None
+        return self._tx is not None or self._numbering.holding
 
     def feed(self, message: Message) -> list[Change | TransactionEnd]:
         if isinstance(message, Begin):
-            self._tx = _Transaction(message)
+            self._tx = message
             return []
         if isinstance(message, Relation):
             self.tables[message.relation_id] = self._describe(message)
@@ -127,10 +122,10 @@ class ChangeAssembler:
 
     def _mark_origin(self, message: LogicalMessage) -> None:
         if self._tx is not None and is_origin_message(message.prefix, message.transactional):
-            self._tx.own = True
+            self._own = self._tx
 
     def _own_transaction(self) -> bool:
-        return self._tx is not None and self._tx.own
+        return self._tx is not None and self._own is self._tx
 
     def _describe(self, relation: Relation) -> _Table:
         names = tuple(c.name for c in relation.columns)
@@ -147,10 +142,10 @@ class ChangeAssembler:
         return table
 
     def _changes(self, message: Insert | Update | Delete | Truncate) -> list[Change]:
-        tx = self._tx
-        if tx is None:
+        begin = self._tx
+        if begin is None:
             raise PgOutputError(f"a {type(message).__name__} outside a transaction")
-        lsn, xid, ts = tx.begin.final_lsn, tx.begin.xid, tx.begin.commit_ts
+        lsn, xid, ts = begin.final_lsn, begin.xid, begin.commit_ts
         if isinstance(message, Truncate):
             return [Change("t", self._table(r).name, None, None, None, lsn, xid, ts) for r in message.relation_ids]
         table = self._table(message.relation_id)
@@ -179,22 +174,13 @@ class ChangeAssembler:
         return row
 
     def _hold(self, changes: list[Change]) -> list[Change | TransactionEnd]:
-        assert self._tx is not None
         out: list[Change | TransactionEnd] = []
-        for change in changes:
-            self._tx.count += 1
-            change.seq = self._tx.count
-            if self._held is not None:
-                out.append(self._held)
-            self._held = change
+        self._numbering.add(changes, out)
         return out
 
     def _commit(self, commit: Commit) -> list[Change | TransactionEnd]:
         out: list[Change | TransactionEnd] = []
-        if self._held is not None:
-            self._held.last = True
-            out.append(self._held)
-            self._held = None
-        tx, self._tx = self._tx, None
-        out.append(TransactionEnd(tx.begin.xid if tx else 0, commit.end_lsn, tx.count if tx else 0))
+        count = self._numbering.end(out)
+        begin, self._tx = self._tx, None
+        out.append(TransactionEnd(begin.xid if begin else 0, commit.end_lsn, count))
         return out

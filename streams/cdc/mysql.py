@@ -1,6 +1,6 @@
 """Follows a MySQL 8 or MariaDB 10.11 server's row binlog (`mysql-replication`) and hands out the row changes of
-the chosen tables as records; the position moves on, durably, only past transactions whose every change the runtime
-reported durable in Kafka."""
+the chosen tables as records, after the tables' initial snapshot when one is due; the position moves on, durably, only
+past transactions whose every change the runtime reported durable in Kafka."""
 
 from __future__ import annotations
 
@@ -40,8 +40,12 @@ from streams.cdc.binlog import (
 )
 from streams.cdc.envelope import change_record
 from streams.cdc.ledger import AckLedger
+from streams.cdc.metrics import CdcMetrics
+from streams.cdc.mysnapshot import BinlogPosition, TablePlan, open_readers
 from streams.cdc.origin import ORIGIN_TABLE
 from streams.cdc.positions import PositionStore
+from streams.cdc.progress import SnapshotProgressStore
+from streams.cdc.snapshot import InitialSnapshot
 from streams.errors import ConfigError, TransientError
 from streams.records import Record
 
@@ -63,6 +67,13 @@ class CaptureSettings:
     url: str
     tables: Sequence[str]
     server_id: int
+    snapshot: str = "never"  # initial: read the tables first, resumably, once per position history; always: each start
+    snapshot_chunk: int = 5000
+    snapshot_parallel: int = 1
+
+    @property
+    def snapshots(self) -> bool:
+        return self.snapshot != "never"
 
 
 @dataclass
@@ -90,9 +101,11 @@ class _Connection:
 
 
 class MysqlCapture:
-    def __init__(self, settings: CaptureSettings, positions: PositionStore, log: Any) -> None:
+    def __init__(self, settings: CaptureSettings, positions: PositionStore, metrics: CdcMetrics, log: Any,
+                 progress: SnapshotProgressStore | None = None) -> None:
         self.settings = settings
         self.positions = positions
+        self.metrics = metrics
         self.log = log
         self._where = mask_password(settings.url)
         self._db = _Connection.from_url(settings.url)
@@ -108,29 +121,79 @@ class MysqlCapture:
         self._last_save = 0.0
         self._after_gtid = False
         self._reload_shapes = False
+        self._progress = progress
+        self._snapshot: InitialSnapshot | None = None
+        self._start_due = True  # start() again before the next poll (a snapshot broke off)
+        self._read_since_start = False  # a snapshot began in this process (`always` reads once per start)
+        self._unflushed: int | None = None  # a position saved but not yet known to be in Kafka
+        self._last_flush = 0.0
 
     # -- setup -----------------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Check the server's binlog settings and the tables, then stream from the saved position (or, on a first
-        start, from the binlog's end, saved at once so a restart before any change still starts there)."""
+        """Check the server's binlog settings and the tables; read the initial snapshot if one is due (saving its
+        binlog position first, on a first start), then stream from the saved position (or, on a first start without
+        a snapshot, from the binlog's end, saved at once so a restart before any change still starts there). The
+        stream follows the snapshot, so each row's snapshot record precedes its changes."""
         with self._errors("prepare capture from"):
             self._connect_control()
             self._check_binlog()
             self._shapes = self._load_shapes([self._table_name(t) for t in self.settings.tables])
             saved = self.positions.load()
+            first = saved is None
+            state = self._progress.load() if self._progress is not None and self.settings.snapshots else None
+            if first:
+                state = None  # a new position history: whatever an earlier snapshot read is not continued
+            if self.settings.snapshot == "always" and not self._read_since_start and state and state.get("done"):
+                state = None  # a new start reads the tables again (a reconnect of this run does not)
+            if self.settings.snapshots and not (state and state.get("done")):
+                at = self._begin_snapshot(state)
+                self._read_since_start = True
+                if first:
+                    saved = at.saved()
+                    self.positions.save(saved, flush=True)
+                    self.log.info("first start: following %s from the snapshot's %s", self._where, at)
             if saved is None:
                 saved = self._binlog_end()
                 self.positions.save(saved, flush=True)
                 self.log.info("first start: following %s from the binlog's end, %s:%d", self._where,
                               saved["file"], saved["pos"])
-            else:
+            elif not first:
                 self.log.info("resuming %s from %s:%d (gtid %s)", self._where, saved["file"], saved["pos"],
                               saved.get("gtid"))
         self._resume = self._position = saved
         self._saved = position_number(saved["file"], saved["pos"])
+        self.metrics.confirmed_position.set(self._saved)
         self.log.info("tables followed in %s: %s", self._db.schema, ", ".join(self._shapes))
-        self._open_stream()
+        if self._snapshot is None or not self._snapshot.reading:
+            self._open_stream()
+        self._start_due = False
+
+    def _begin_snapshot(self, state: dict[str, Any] | None) -> BinlogPosition:
+        """Readers in consistent snapshots of one binlog position; the rows carry that position as their version
+        (a resumed snapshot's is a new one, later: the rows still to read are as of then)."""
+        assert self._progress is not None
+        plans = self._snapshot_plans()
+        readers, at = open_readers(self._db.settings(), self._db.schema, self.settings.snapshot_parallel, self.log)
+        self._snapshot = InitialSnapshot(self._progress, self.metrics, self.log, chunk=self.settings.snapshot_chunk)
+        self._snapshot.begin(readers, readers[0].cut, at.number, at.saved(), plans, state, str(at))
+        return at
+
+    def _snapshot_plans(self) -> list[TablePlan]:
+        """The followed tables in key order; a table without a primary key cannot be read so."""
+        with self._control.cursor() as cursor:
+            cursor.execute("SELECT table_name, table_rows FROM information_schema.tables WHERE table_schema = %s",
+                           (self._db.schema,))
+            estimates = {name: int(rows or 0) for name, rows in cursor.fetchall()}
+            cursor.execute("SELECT DISTINCT table_name FROM information_schema.key_column_usage WHERE "
+                           "table_schema = %s AND constraint_name = 'PRIMARY'", (self._db.schema,))
+            keyed = {name for (name,) in cursor.fetchall()}
+        unkeyed = [name for name in self._shapes if name not in keyed]
+        if unkeyed:
+            raise ConfigError(f"table {', '.join(unkeyed)} has no primary key: the initial snapshot reads tables in "
+                              "key order (give it one, or leave it out of --tables, or use --snapshot=never)")
+        return [TablePlan(table=name, key=shape.key, estimated_rows=estimates.get(name, 0), shape=shape)
+                for name, shape in self._shapes.items()]
 
     def _connect_control(self) -> None:
         if self._control is None:
@@ -187,7 +250,8 @@ class MysqlCapture:
             return frozenset(kinds.get((table, kind), ()))
 
         return {t: TableShape(t, tuple(keys.get(t) or names.get(t) or ()), booleans=of(t, "boolean"),
-                              json=of(t, "json"), times=of(t, "time"), sets=of(t, "set")) for t in tables}
+                              json=of(t, "json"), times=of(t, "time"), sets=of(t, "set"),
+                              columns=tuple(names.get(t, ()))) for t in tables}
 
     def _mariadb_json_columns(self, cursor: Any, tables: Sequence[str]) -> set[tuple[str, str]]:
         """MariaDB's JSON is LONGTEXT with a `json_valid(column)` check named after the column."""
@@ -231,8 +295,15 @@ class MysqlCapture:
     # -- streaming -------------------------------------------------------------------------------------------
 
     def poll(self, max_records: int, timeout_s: float) -> list[Record]:
-        """Changes as they arrive: returns with up to `max_records`, or at the timeout (a second later on a server
-        with nothing to send, when its heartbeat arrives)."""
+        """A chunk of the initial snapshot while one is being read; then changes as they arrive: returns with up to
+        `max_records`, or at the timeout (a second later on a server with nothing to send, when its heartbeat
+        arrives)."""
+        if self._start_due:
+            self.start()  # after a snapshot broke off: resume it from its saved progress
+        snapshot = self._snapshot
+        if snapshot is not None and snapshot.reading:
+            with self._errors("read the initial snapshot from", reconnect=True):
+                return snapshot.read(max_records, timeout_s)
         if self._reader is None:
             with self._errors("stream changes from"):
                 self._connect_control()
@@ -297,9 +368,13 @@ class MysqlCapture:
                 self._ledger.transaction_end(number)
 
     def ack(self, count: int) -> None:
-        """`count` more records are durable downstream: the transactions they complete may be skipped on restart."""
-        self._ledger.acked(count)
-        self._save_settled(every_s=0.0)
+        """`count` more records are durable downstream: the snapshot's chunks they complete are done, the
+        transactions they complete may be skipped on restart."""
+        if self._snapshot is not None:
+            count = self._snapshot.acked(count)
+        if count:
+            self._ledger.acked(count)
+            self._save_settled(every_s=0.0)
 
     def _save_settled(self, every_s: float = SAVE_EVERY_S, force: bool = False) -> None:
         """Write the confirmed position: after every acknowledged batch (it reaches Kafka within the producer's
@@ -307,6 +382,7 @@ class MysqlCapture:
         and at most every `every_s` while only other databases' transactions move it (re-reading those costs no
         duplicates). `force` waits until Kafka has it (on close)."""
         confirmed = self._ledger.confirmed
+        self._note_flushed(force)
         settled = [n for n in self._ends if n <= confirmed]
         if settled:
             end = self._ends[max(settled)]
@@ -319,6 +395,19 @@ class MysqlCapture:
         if force or now - self._last_save >= every_s:
             self.positions.save(self._position, flush=force)
             self._saved, self._last_save = confirmed, now
+            if force:
+                self.metrics.confirmed_position.set(confirmed)
+            else:
+                self._unflushed = confirmed
+
+    def _note_flushed(self, force: bool) -> None:
+        """About once a second, wait until the positions saved are in Kafka, and show the last as confirmed."""
+        now = time.monotonic()
+        if self._unflushed is None or (not force and now - self._last_flush < SAVE_EVERY_S):
+            return
+        self.positions.flush()
+        self.metrics.confirmed_position.set(self._unflushed)
+        self._unflushed, self._last_flush = None, now
 
     # -- errors and shutdown ---------------------------------------------------------------------------------
 
@@ -338,9 +427,17 @@ class MysqlCapture:
                                   f"{self._resume.get('pos')}: {reason}. The server no longer has that binlog; "
                                   "changes since were lost to this stream: start it again with a new stream name "
                                   "(and a snapshot) to follow from now") from None
+            snapshot = self._snapshot
+            snapshot_broke = snapshot is not None and snapshot.reading
+            if snapshot is not None and snapshot_broke:
+                snapshot.close()
+                self._snapshot = None
+                self._start_due = True  # the next poll starts again, resuming the snapshot from its progress
             self._close_stream()
             self._close_control()  # it may be as broken as the stream; both are opened again by the next poll
-            if reconnect:
+            if snapshot_broke:
+                self.log.warning("the initial snapshot broke off (%s); resuming it from its saved progress", reason)
+            elif reconnect:
                 self.log.warning("lost the binlog stream (%s); resuming from %s:%s", reason,
                                  self._resume.get("file"), self._resume.get("pos"))
             raise TransientError(f"cannot {doing} {self._where}: {reason}") from None
@@ -362,6 +459,9 @@ class MysqlCapture:
             self._control = None
 
     def close(self) -> None:
+        if self._snapshot is not None:
+            self._snapshot.close()
+            self._snapshot = None
         self._save_settled(force=True)
         self._close_stream()
         self._close_control()

@@ -20,9 +20,9 @@ from streams.cdc.envelope import change_record
 from streams.cdc.ledger import AckLedger
 from streams.cdc.metrics import CdcMetrics
 from streams.cdc.pgoutput import Relation, decode, lsn_text
-from streams.cdc.pgsnapshot import InitialSnapshot
+from streams.cdc.pgsnapshot import PgChunkReader, TablePlan, plan_tables
 from streams.cdc.progress import SnapshotProgressStore
-from streams.cdc.snapshot import TablePlan, plan_tables
+from streams.cdc.snapshot import InitialSnapshot
 from streams.errors import ConfigError, TransientError
 from streams.records import Record
 from streams.runtime.contract import Leftover
@@ -105,15 +105,21 @@ class PostgresCapture:
         """A new slot exports the snapshot it starts at; an existing one (the snapshot was interrupted) gets a
         temporary slot's, so the rows still to read carry the exact LSN they were read at."""
         assert self._progress is not None
-        self._snapshot = InitialSnapshot(self._args, self._progress, self.metrics, self.log,
-                                         readers=self.settings.snapshot_parallel, chunk=self.settings.snapshot_chunk)
+        self._snapshot = InitialSnapshot(self._progress, self.metrics, self.log, chunk=self.settings.snapshot_chunk)
         exporter = psycopg2.connect(**self._args, connection_factory=psycopg2.extras.LogicalReplicationConnection)
+        readers: list[PgChunkReader] = []
         try:
             slot = pgslot.default_slot_name(self.settings.slot, "snapshot") if slot_exists else self.settings.slot
             version, name = pgslot.create_slot_exporting_snapshot(exporter.cursor(), slot, temporary=slot_exists)
-            self._snapshot.begin(name, version, plans, state)
+            for _ in range(self.settings.snapshot_parallel):
+                readers.append(PgChunkReader(self._args, name))
+        except BaseException:
+            for reader in readers:
+                reader.close()
+            raise
         finally:
-            exporter.close()  # the imported snapshot lives on in the reader's transaction (a temporary slot goes)
+            exporter.close()  # the imported snapshot lives on in the readers' transactions (a temporary slot goes)
+        self._snapshot.begin(readers, readers[0].cut, version, {"lsn": version}, plans, state, f"LSN {version}")
 
     def _start_streaming(self) -> None:
         self._stream = psycopg2.connect(**self._args, options=SESSION, application_name="tuneflow-cdc",
@@ -145,9 +151,7 @@ class PostgresCapture:
         snapshot = self._snapshot
         if snapshot is not None and snapshot.reading:
             with self._errors("read the initial snapshot from", reconnect=True):
-                rows = snapshot.read(max_records, timeout_s, self._ledger.emitted_count)
-                self._ledger.emitted(len(rows))
-                snapshot.acked(self._ledger.acked_count)  # an empty last chunk is durable at once
+                rows = snapshot.read(max_records, timeout_s)
                 self._beat()
             return rows
         deadline = time.monotonic() + timeout_s
@@ -180,9 +184,9 @@ class PostgresCapture:
     def ack(self, count: int) -> None:
         """`count` more records are durable downstream: confirm every transaction they complete."""
         before = self._ledger.confirmed
-        self._ledger.acked(count)
         if self._snapshot is not None:
-            self._snapshot.acked(self._ledger.acked_count)
+            count = self._snapshot.acked(count)
+        self._ledger.acked(count)
         if self._ledger.confirmed > before and self._cursor is not None:
             try:
                 self._confirm(reply=False)

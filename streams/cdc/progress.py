@@ -11,6 +11,10 @@ from streams.cdc.topic_state import TopicState
 PROGRESS_KEY = b"snapshot"
 
 
+def progress_topic(stream: str, label: str) -> str:
+    return f"{stream}.{label}.snapshot"
+
+
 class SnapshotProgressStore(TopicState):
     def __init__(self, binder: Binder, topic: str) -> None:
         super().__init__(binder, topic, PROGRESS_KEY, "the snapshot progress")

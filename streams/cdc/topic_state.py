@@ -62,6 +62,11 @@ class TopicState:
         if flush:
             self._output.flush()
 
+    def flush(self) -> None:
+        """Wait until every value written is in Kafka."""
+        if self._output is not None:
+            self._output.flush()
+
     def close(self) -> None:
         if self._output is not None:
             self._output.flush()

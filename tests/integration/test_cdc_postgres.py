@@ -23,7 +23,15 @@ from streams.catalog.legacy import create_legacy_schema
 from streams.records import TX_ID_HEADER, TX_LAST_HEADER, TX_SEQ_HEADER, VERSION_HEADER
 from streams.runtime.metrics import metric_sum
 from streams.serde import canonical_json, dumps
-from tests.integration.cdc_replay import Message, Row, checksums, replay, versions
+from tests.integration.cdc_replay import (
+    Row,
+    TopicTail,
+    checksums,
+    guarded_replay,
+    replay,
+    snapshot_rows_read_once,
+    versions,
+)
 from tests.integration.pipeline import create_topic, read_topic
 from tests.integration.processes import AppProcess, wait_for
 from tests.integration.services import scratch_database, unique_name
@@ -79,12 +87,15 @@ class Writer(threading.Thread):
         self.rng = random.Random(seed)
         self.committed: list[int] = []  # the transactions that changed rows
         self.changed = 0
+        self.stopping = False
         self.error: BaseException | None = None
 
     def run(self) -> None:
         try:
             with self.connection.cursor() as cursor:
                 for _ in range(self.transactions):
+                    if self.stopping:
+                        break
                     self.changed = 0
                     for _ in range(self.rng.randint(1, 3)):
                         self.rng.choice(self.OPERATIONS)(self, cursor)
@@ -157,10 +168,10 @@ def source(url: str, stream: str, workdir: Path, name: str, *options: str) -> Ap
                        f"--url={url}", "--heartbeat-s=1", *options], workdir, name)
 
 
-def table_rows(url: str) -> dict[tuple[str, bytes], Row]:
+def table_rows(url: str, tables: tuple[str, ...] = TABLES) -> dict[tuple[str, bytes], Row]:
     rows: dict[tuple[str, bytes], Row] = {}
     with connect(url) as cursor:
-        for table in TABLES:
+        for table in tables:
             cursor.execute(f"SELECT * FROM {table}")
             columns, values = [c.name for c in cursor.description], cursor.fetchall()
             cursor.execute("SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
@@ -298,33 +309,6 @@ def test_table_names_are_checked_against_the_schema_before_anything_is_created(d
         cursor.execute("SELECT (SELECT count(*) FROM pg_replication_slots WHERE database = current_database()), "
                        "(SELECT count(*) FROM pg_publication), to_regclass('artist') IS NOT NULL")
         assert cursor.fetchone() == (0, 0, True)
-
-
-def guarded_replay(messages: list[Message]) -> dict[tuple[str, bytes], Row]:
-    """Apply the changes in any order as a version-guarded store does: a change lands only if its (version, place)
-    is newer than what the key (or a truncate of its table) last saw; deletes leave tombstones."""
-    rows: dict[tuple[str, bytes], tuple[tuple[int, int], Row | None]] = {}
-    truncated: dict[str, tuple[int, int]] = {}
-    for _, value, headers in messages:
-        change = orjson.loads(value)
-        stamp = (int(headers[VERSION_HEADER]), int(headers.get(TX_SEQ_HEADER, b"0")))
-        table = change["table"]
-        if change["op"] == "t":
-            truncated[table] = max(truncated.get(table, stamp), stamp)
-            continue
-        where = (table, canonical_json(change["key"]))
-        held = rows.get(where)
-        if (held is not None and held[0] >= stamp) or truncated.get(table, (0, 0)) >= stamp:
-            continue
-        if change["op"] == "d":
-            rows[where] = (stamp, None)
-        elif change["op"] == "u" and change.get("unchanged"):
-            kept = held[1] if held is not None and held[1] is not None else {}
-            rows[where] = (stamp, {**{name: kept[name] for name in change["unchanged"]}, **change["after"]})
-        else:
-            rows[where] = (stamp, change["after"])
-    return {key: row for key, (stamp, row) in rows.items()
-            if row is not None and truncated.get(key[0], (0, 0)) < stamp}
 
 
 def progress_of(bootstrap: str, topic: str) -> dict[str, Any] | None:
@@ -514,3 +498,98 @@ def test_snapshot_always_reads_the_tables_again_at_every_start(database: str, ka
     messages = read_topic(kafka_bootstrap, topic)
     assert sum(snapshot_records(kafka_bootstrap, topic).values()) == rows * 3
     assert checksums(guarded_replay(messages)) == checksums(table_rows(database))
+
+
+class KeyedWriter(Writer):
+    """The writer's kinds of change on the catalog's entities, each picking its row by a random value of the first
+    key column (an index lookup, where ORDER BY random() reads a whole large table for every pick)."""
+
+    def __init__(self, url: str, transactions: int, seed: int) -> None:
+        super().__init__(url, transactions, seed)
+        with connect(url) as cursor:
+            cursor.execute("SELECT (SELECT max(track_id) FROM track), (SELECT max(album_id) FROM album), "
+                           "(SELECT max(artist_id) FROM artist)")
+            self.top = dict(zip(("track", "album", "artist"), cursor.fetchone(), strict=True))
+
+    def row(self, table: str, columns: str) -> str:
+        first = columns.split(",")[0]
+        value = self.rng.randint(1, self.top[table.split("_")[0]])
+        return f"(SELECT {columns} FROM {table} WHERE {first} >= {value} ORDER BY {first} LIMIT 1)"
+
+    def retitle_track(self, cursor: Any) -> None:  # leaves `notes` (TOASTed) untouched
+        self.change(cursor, "UPDATE track SET title = title || '·', duration_ms = duration_ms + 1 "
+                    f"WHERE track_id = {self.row('track', 'track_id')}")
+
+    def annotate(self, cursor: Any) -> None:
+        table, key = self.rng.choice((("track", "track_id"), ("album", "album_id")))
+        self.change(cursor, f"UPDATE {table} SET notes = %s WHERE {key} = {self.row(table, key)}",
+                    (LYRICS + str(self.rng.random()),))
+
+    def relabel_album(self, cursor: Any) -> None:  # FULL identity, `notes` untouched
+        self.change(cursor, "UPDATE album SET label = 'Label ' || md5(random()::text) "
+                    f"WHERE album_id = {self.row('album', 'album_id')}")
+
+    def credit_another_artist(self, cursor: Any) -> None:  # a primary-key change
+        artist = self.rng.randint(1, self.top["artist"])
+        self.change(cursor, f"UPDATE album_artist aa SET artist_id = {artist} WHERE (aa.album_id, aa.artist_id) = "
+                    f"{self.row('album_artist', 'album_id, artist_id')} AND NOT EXISTS (SELECT 1 FROM album_artist x "
+                    f"WHERE x.album_id = aa.album_id AND x.artist_id = {artist})")
+
+    def add_track(self, cursor: Any) -> None:
+        self.change(cursor, "INSERT INTO track (track_id, album_id, title, track_no, updated_at) SELECT "
+                    f"max(track_id) + 1, {self.row('album', 'album_id')}, 'Nueva canción', 1, now() FROM track")
+
+    def delete_track(self, cursor: Any) -> None:
+        cursor.execute(f"SELECT {self.row('track', 'track_id')}")
+        row = cursor.fetchone()
+        if row is not None and row[0] is not None:
+            for table in ("track_genre", "track_artist", "track"):
+                self.change(cursor, f"DELETE FROM {table} WHERE track_id = %s", row)
+
+    OPERATIONS = (retitle_track, retitle_track, annotate, relabel_album, credit_another_artist, Writer.add_artist,
+                  add_track, add_track, delete_track)
+
+
+# The catalog's entities (the credit and genre links, 890,000 more rows at this size, are followed in the tests above).
+ENTITIES = ("artist", "album", "album_artist", "track", "genre")
+
+
+def test_an_initial_snapshot_of_200000_tracks_converges_with_live_changes_and_is_never_repeated(
+        database: str, kafka_bootstrap: str, tmp_path: Path) -> None:
+    stream, topic = catalog_and_topic(database, kafka_bootstrap, 200_000, seed=21)
+    snapshot = ["--snapshot=initial", "--snapshot-parallel=2", f"--tables={','.join(ENTITIES)}"]
+    writer = KeyedWriter(database, 1_000_000, seed=8)  # until told to stop
+    writer.start()
+    process = first = AppProcess(["cdc-postgres", "--stream", stream, "--label", "cdc", "--batch-size", "2000", "--",
+                                  f"--url={database}", "--heartbeat-s=1", *snapshot], tmp_path, "snap").start()
+    tail = TopicTail(kafka_bootstrap, topic)
+    try:
+        process.wait_ready()
+        wait_for_snapshot_done(kafka_bootstrap, topic, process)
+        metrics = process.metrics()
+        time.sleep(1)  # the writer goes on after the snapshot, into the stream
+        writer.stopping = True
+        writer.join(30)
+        assert writer.error is None, writer.error
+        assert process.stop() == 0  # undeploy
+        with connect(database) as cursor:  # changes while the source is away
+            cursor.execute("UPDATE genre SET name = name || ' ⏸' WHERE genre_id = (SELECT min(genre_id) FROM genre)")
+            cursor.execute("DELETE FROM album_artist WHERE album_id = (SELECT min(album_id) FROM album_artist)")
+        process = AppProcess(["cdc-postgres", "--stream", stream, "--label", "cdc", "--batch-size", "2000", "--",
+                              f"--url={database}", "--heartbeat-s=1", *snapshot], tmp_path, "snap-redeployed").start()
+        process.wait_ready()
+        with connect(database) as cursor:
+            cursor.execute("INSERT INTO genre VALUES (9999, 'Fado')")
+        wait_for(lambda: tail.holds("genre", {"genre_id": 9999}), 60, "the last change in Kafka", process)
+    finally:
+        process.stop()
+        tail.close()
+
+    messages = tail.messages
+    expected = table_rows(database, ENTITIES)
+    read = snapshot_rows_read_once(messages)
+    assert read > 265_000 and metric_sum(metrics, "tuneflow_cdc_snapshot_rows_total") == read  # 200,000 tracks &c.
+    assert "starting the initial snapshot at LSN" in first.log_path.read_text()
+    assert "initial snapshot" not in process.log_path.read_text()  # the redeploy read no second one
+    assert len(writer.committed) > 100  # it kept writing while the snapshot was read
+    assert checksums(guarded_replay(messages)) == checksums(expected)

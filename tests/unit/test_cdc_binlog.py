@@ -167,3 +167,16 @@ def test_changes_are_held_back_only_until_the_next_one_so_a_long_transaction_str
 def test_a_row_outside_a_transaction_is_refused() -> None:
     with pytest.raises(BinlogError):
         feed([RowsEvent("insert", "catalog", "track", [track(1)])])
+
+
+def test_a_mysql_8_gtid_names_the_transaction_and_its_binlog_position_orders_it() -> None:
+    gtid = "3e11fa47-71ca-11e1-9e33-c80aa9429562:43"  # MySQL 8: server UUID and sequence
+    items = feed([TxBegin("binlog.000003", 400, gtid, 1_708_419_600),
+                  RowsEvent("insert", "catalog", "track", [track(1)]), TxCommit("binlog.000003", 700),
+                  TxBegin("binlog.000003", 800, "3e11fa47-71ca-11e1-9e33-c80aa9429562:44", 1_708_419_601),
+                  RowsEvent("delete", "catalog", "track", [track(1)]), TxCommit("binlog.000003", 900)])
+    first, second = changes(items)
+    record = change_record(first, first.version, first.source)
+    assert record.headers[TX_ID_HEADER] == gtid.encode() and first.source["gtid"] == gtid
+    assert first.version == position_number("binlog.000003", 400) < second.version
+    assert items[1] == TransactionEnd("binlog.000003", 700, gtid, 1)
