@@ -1,9 +1,8 @@
-"""`dual-write` over real Kafka, PostgreSQL and FerretDB: both stores written, a shadow outage repaired, misfits
-dead-lettered with their reasons."""
+"""`dual-write` over real Kafka, PostgreSQL and FerretDB: both stores written, misfits dead-lettered with their
+reasons. A shadow outage and its repair: tests/integration/test_migration_flips.py."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -112,35 +111,3 @@ def test_both_stores_written_and_a_misfit_dead_lettered(dual: DualWrite, phase: 
                                                               "(track.title)"}]}
     assert metric_sum(metrics, "tuneflow_shadow_failures_total") == 0
     assert metric_sum(metrics, "tuneflow_shadow_backlog") == 0
-
-
-def test_a_stopped_shadow_is_repaired_from_the_outbox(dual: DualWrite, ferretdb: FerretDBServer) -> None:
-    first = [checks.track(i) for i in range(1, 101)]
-    during = [checks.track(i) for i in range(101, 201)] + [checks.track(i, version=7, title=f"During {i}")
-                                                          for i in range(1, 101, 2)]
-    sink = dual.sink("dual-rdbms-primary").start()
-    try:
-        sink.wait_ready()
-        dual.send(first)
-        wait_for(lambda: len(dual.in_mongo()) == 100, 120, "the first tracks in both stores", sink)
-
-        ferretdb.stop()
-        dual.send(during)
-        want = expected(first + during)
-        # The primary goes on; the shadow's share waits in the repair topic.
-        wait_for(lambda: dual.in_rdbms() == want, 120, "the primary written during the outage", sink)
-        wait_for(lambda: metric_sum(sink.metrics(), "tuneflow_shadow_backlog") > 0, 30, "a backlog", sink)
-        time.sleep(5)
-        ferretdb.start()
-
-        wait_for(lambda: metric_sum(sink.metrics(), "tuneflow_shadow_backlog") == 0, 180, "the backlog repaired",
-                 sink)
-        wait_for(lambda: dual.in_mongo() == want, 60, "the shadow equal to the primary", sink)
-        metrics = sink.metrics()
-    finally:
-        sink.stop()
-    assert dual.in_rdbms() == dual.in_mongo() == want
-    assert metric_sum(metrics, "tuneflow_shadow_failures_total") > 0
-    assert metric_sum(metrics, "tuneflow_shadow_repairs_total") >= metric_sum(metrics,
-                                                                              "tuneflow_shadow_failures_total")
-    assert dual.dead_letters() == []
