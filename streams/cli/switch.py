@@ -106,8 +106,9 @@ def forward_phase(**options: Any) -> int:
 
 @switch.command("rollback")
 @_common
-@click.option("--timeout", "timeout_s", type=click.FloatRange(0.1), default=5.0, show_default=True,
-              help="Seconds to wait for the writers before the readers move back anyway.")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(0.1), default=30.0, show_default=True,
+              help="Seconds to wait for the writers before the readers move back anyway (writes move at once; "
+                   "readers that move before every writer acked may miss the writes of the batch in flight).")
 @click.option("--reason", help="Why (recorded in the history).")
 def rollback(migration: str | None, binder_name: str, as_json: bool, timeout_s: float, reason: str | None) -> int:
     """Move the switch one phase back, at once: no gate, and readers move back even if a writer is late."""
