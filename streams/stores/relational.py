@@ -19,20 +19,14 @@ import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import (
     BigInteger,
-    Boolean,
     Column,
     Connection,
-    Date,
-    DateTime,
     Engine,
-    Integer,
     MetaData,
-    SmallInteger,
     String,
     Table,
     and_,
@@ -46,17 +40,25 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
 from streams.catalog.dburl import credentials_refused, dialect_kind, error_reason, make_engine, mask_password
-from streams.catalog.models import timestamp_version
 from streams.cdc.origin import ORIGIN_PREFIX, ORIGIN_TABLE
 from streams.errors import ConfigError, ServiceUnavailableError, TransientError
-from streams.migration.inverse import ArrayPlan, ColumnWrite, Link, RowPlan, WritePlan, field_value, write_plan
+from streams.migration.inverse import RowPlan, WritePlan, write_plan
 from streams.migration.template import Template, check_against
 from streams.migration.template_reader import CollectionReader, KeyRange
 from streams.stores.base import VERSION_FIELD, ApplyResult, Change, newest_per_key
+from streams.stores.column_values import version_number, version_value
+from streams.stores.document_rows import (
+    DocumentRows,
+    Reasons,
+    Refused,
+    check_columns,
+    read_tables,
+    rows_of,
+    unique_rows,
+)
 
 Document = dict[str, Any]
 Row = dict[str, Any]
-Reasons = list[dict[str, str]]
 
 TOMBSTONE_TABLE = "tuneflow_tombstone"
 _bookkeeping = MetaData()
@@ -72,16 +74,6 @@ TRANSACTION_ATTEMPTS = 5
 # the transaction is tried again; connection failures are the harness's to retry.
 _RETRY_SQLSTATES = ("40P01", "40001", "55P03")
 _RETRY_MYSQL = (1205, 1213)
-_INT_RANGES = {SmallInteger: 2**15, Integer: 2**31, BigInteger: 2**63}
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-class _Refused(Exception):
-    """A document's value does not fit its column: the document is rejected with these reasons."""
-
-    def __init__(self, reasons: Reasons) -> None:
-        super().__init__("; ".join(f"{r['field']}: {r['message']}" for r in reasons))
-        self.reasons = reasons
 
 
 class _TryAgain(Exception):
@@ -131,13 +123,13 @@ class RelationalStore:
         plans = [write_plan(collection) for collection in chosen]
         with self._errors("open"), self.engine.begin() as conn:
             check_against(self._template, conn, [c.name for c in chosen])
-            wanted = sorted({t for plan in plans for t in plan.tables} | _read_tables(chosen))
+            wanted = sorted({t for plan in plans for t in plan.tables} | read_tables(chosen))
             self._metadata.reflect(conn, only=wanted)
             bookkeeping = [tombstone_table] + ([origin_table] if self.kind == "mysql" else [])
             _bookkeeping.create_all(conn, tables=bookkeeping, checkfirst=True)
         for collection, plan in zip(chosen, plans, strict=True):
             tables = {name: self._metadata.tables[name] for name in plan.tables}
-            _check_columns(plan, tables)
+            check_columns(plan, tables)
             reader = CollectionReader(collection, self._template, self._metadata)
             self._bound[collection.name] = _Bound(plan, tables, reader)
 
@@ -173,16 +165,16 @@ class RelationalStore:
         for change in changes:
             if change.document is not None:
                 try:
-                    _rows_of(bound, change.key, change.document, self._template.timezone.key)
-                except _Refused as refused:
+                    rows_of(bound.plan, bound.tables, change.key, change.document, self._template.timezone.key)
+                except Refused as refused:
                     found[change.key] = refused.reasons
         return found
 
     def _apply_one(self, bound: _Bound, change: Change) -> Outcome | Reasons | TransientError:
         try:
-            rows = None if change.document is None else _rows_of(bound, change.key, change.document,
+            rows = None if change.document is None else rows_of(bound.plan, bound.tables, change.key, change.document,
                                                                    self._template.timezone.key)
-        except _Refused as refused:
+        except Refused as refused:
             return refused.reasons
         for attempt in range(TRANSACTION_ATTEMPTS):
             created: dict[tuple[str, tuple[Any, ...]], Any] = {}
@@ -200,7 +192,7 @@ class RelationalStore:
                 if attempt + 1 == TRANSACTION_ATTEMPTS:
                     return TransientError(f"{bound.plan.collection} key {change.key!r} kept colliding with "
                                           "concurrent transactions; the batch will be written again")
-            except _Refused as refused:
+            except Refused as refused:
                 return refused.reasons
             except TransientError as exc:
                 return exc
@@ -215,7 +207,7 @@ class RelationalStore:
             statement = mysql.insert(origin_table).values(writer=self._writer, n=1)
             conn.execute(statement.on_duplicate_key_update(n=origin_table.c.n + 1))
 
-    def _upsert(self, conn: Connection, bound: _Bound, change: Change, rows: _DocumentRows,
+    def _upsert(self, conn: Connection, bound: _Bound, change: Change, rows: DocumentRows,
                 created: dict[tuple[str, tuple[Any, ...]], Any]) -> Outcome:
         plan, root = bound.plan, bound.root
         key_column, version_column = root.c[plan.key], root.c[plan.version_column]
@@ -228,7 +220,7 @@ class RelationalStore:
             blocked = conn.execute(select(1).where(or_(
                 exists().where(key_column == change.key),
                 exists().where(tombstones.collection == plan.collection, tombstones.doc_key == str(change.key),
-                               tombstones.version >= _version_number(new, self._template.timezone.key))))).first()
+                               tombstones.version >= version_number(new, self._template.timezone.key))))).first()
             if blocked is not None:
                 return "stale"
         for row_plan, row in rows.references:
@@ -253,7 +245,7 @@ class RelationalStore:
             child = bound.tables[array.table]
             if not fresh:
                 conn.execute(child.delete().where(child.c[array.parent_column] == change.key))
-            children = _unique_rows(rows.children[array.field])
+            children = unique_rows(rows.children[array.field])
             if children:
                 conn.execute(child.insert(), children)
         return "applied"
@@ -316,7 +308,7 @@ class RelationalStore:
     def _delete(self, conn: Connection, bound: _Bound, change: Change) -> Outcome:
         plan, root = bound.plan, bound.root
         zone = self._template.timezone.key
-        version = _version_value(change.version, root.c[plan.version_column], zone)
+        version = version_value(change.version, root.c[plan.version_column], zone)
         key_column = root.c[plan.key]
         older = conn.execute(select(1).where(key_column == change.key, root.c[plan.version_column] < version)
                              .with_for_update()).first()
@@ -327,7 +319,7 @@ class RelationalStore:
                 child = bound.tables[array.table]
                 conn.execute(child.delete().where(child.c[array.parent_column] == change.key))
             conn.execute(root.delete().where(key_column == change.key))
-        number = _version_number(version, zone)
+        number = version_number(version, zone)
         tombstones = tombstone_table.c
         where = and_(tombstones.collection == plan.collection, tombstones.doc_key == str(change.key))
         if not conn.execute(tombstone_table.update().where(where, tombstones.version < number)
@@ -416,219 +408,5 @@ class _Translated:
         if exc.connection_invalidated or isinstance(exc, OperationalError):
             raise TransientError(f"the database at {where} could not {self.action} for now: {reason}") from None
         if isinstance(exc, IntegrityError | DataError):
-            raise _Refused([{"field": "", "message": f"the database refused the document: {reason}"}]) from None
+            raise Refused([{"field": "", "message": f"the database refused the document: {reason}"}]) from None
         raise ServiceUnavailableError(f"the database at {where} failed to {self.action}: {reason}") from None
-
-
-# -- a document's rows ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class _DocumentRows:
-    root: Row
-    references: list[tuple[RowPlan, Row]]
-    lookups: list[tuple[RowPlan, Row, list[tuple[Row, str]]]]  # rows found by value; where their key goes
-    children: dict[str, list[Row]]
-
-
-def _rows_of(bound: _Bound, key: Any, document: Document, zone: str) -> _DocumentRows:
-    """The rows of one document, every value checked against its column; _Refused lists every misfit."""
-    plan, tables = bound.plan, bound.tables
-    problems: Reasons = []
-
-    def values(table: Table, writes: Sequence[ColumnWrite], source: Any, prefix: str = "") -> Row:
-        row: Row = {}
-        for write in writes:
-            label = f"{prefix}{write.label}" if write.path else prefix.rstrip(".")
-            try:
-                row[write.column] = _fit(table.c[write.column], field_value(source, write), zone)
-            except ValueError as exc:
-                problems.append({"field": label, "message": f"{exc} ({table.name}.{write.column})"})
-        return row
-
-    root = values(tables[plan.table], plan.columns, document)
-    references: list[tuple[RowPlan, Row]] = []
-    for link in plan.objects:
-        embedded = field_value(document, ColumnWrite("", link.row.columns[0].path[:1]))
-        if embedded is None:
-            for own, _ in link.pairs:
-                root[own] = None
-            continue
-        row = values(tables[link.row.table], link.row.columns, document)
-        references.append((link.row, row))
-        for own, referenced in link.pairs:
-            root[own] = row.get(referenced)
-    lookups: list[tuple[RowPlan, Row, list[tuple[Row, str]]]] = []
-    children: dict[str, list[Row]] = {}
-    for array in plan.arrays:
-        children[array.field] = _child_rows(array, tables, key, document, values, references, lookups)
-    if problems:
-        raise _Refused(problems)
-    references.sort(key=lambda item: (item[0].table, tuple(str(item[1].get(c)) for c in item[0].key)))
-    return _DocumentRows(root, _unique_references(references), lookups, children)
-
-
-def _child_rows(array: ArrayPlan, tables: dict[str, Table], key: Any, document: Document, values: Any,
-                references: list[tuple[RowPlan, Row]],
-                lookups: list[tuple[RowPlan, Row, list[tuple[Row, str]]]]) -> list[Row]:
-    elements = document.get(array.field) or []
-    if not isinstance(elements, list):
-        raise _Refused([{"field": array.field, "message": "is not an array"}])
-    rows: list[Row] = []
-    child = tables[array.table]
-    for position, element in enumerate(elements, start=1):
-        prefix = f"{array.field}[{position - 1}]."
-        row = values(child, array.columns, element, prefix)
-        row[array.parent_column] = key
-        if array.position_column is not None:
-            row[array.position_column] = position
-        for link in array.links:
-            referenced = values(tables[link.row.table], link.row.columns, element, prefix)
-            if link.row.lookup:
-                lookups.append((link.row, referenced, [(row, own) for own, _ in link.pairs]))
-            else:
-                for own, column in link.pairs:
-                    referenced[column] = row.get(own)
-                references.append((link.row, referenced))
-        rows.append(row)
-    return rows
-
-
-def _unique_references(references: list[tuple[RowPlan, Row]]) -> list[tuple[RowPlan, Row]]:
-    seen: dict[tuple[str, tuple[Any, ...]], tuple[RowPlan, Row]] = {}
-    for row_plan, row in references:
-        seen[(row_plan.table, tuple(row.get(c) for c in row_plan.key))] = (row_plan, row)
-    return list(seen.values())
-
-
-def _unique_rows(rows: list[Row]) -> list[Row]:
-    return list({tuple(sorted(row.items())): row for row in rows}.values())
-
-
-# -- values and columns --------------------------------------------------------------------------------------
-
-
-def _fit(column: Column[Any], value: Any, zone: str) -> Any:
-    """`value` as `column` holds it; ValueError says why it does not fit."""
-    kind = column.type
-    if value is None:
-        if not column.nullable and column.server_default is None and column.default is None:
-            raise ValueError("is required: the column is NOT NULL")
-        return None
-    if isinstance(kind, DateTime):
-        moment = _parse_datetime(value)
-        return moment.astimezone(_zone(zone)).replace(tzinfo=None) if moment.tzinfo else moment
-    if isinstance(kind, Date):
-        if isinstance(value, str):
-            try:
-                return date.fromisoformat(value)
-            except ValueError:
-                raise ValueError(f"{value!r} is not an ISO-8601 date") from None
-        raise ValueError(f"{value!r} is not a date")
-    if isinstance(kind, Boolean):
-        if not isinstance(value, bool):
-            raise ValueError(f"{value!r} is not a boolean")
-        return value
-    if isinstance(kind, Integer):
-        if isinstance(value, bool):
-            value = int(value)
-        if not isinstance(value, int):
-            raise ValueError(f"{value!r} is not an integer")
-        limit = next((bound for cls, bound in _INT_RANGES.items() if type(kind) is cls), None)
-        limit = limit or _int_limit(kind)
-        if not -limit <= value < limit:
-            raise ValueError(f"{value} does not fit {kind.compile()}")
-        return value
-    if isinstance(kind, String):
-        if not isinstance(value, str):
-            raise ValueError(f"{value!r} is not text")
-        if kind.length is not None and len(value) > kind.length:
-            raise ValueError(f"{len(value)} characters do not fit {_type_name(kind)}({kind.length})")
-        return value
-    return value
-
-
-def _int_limit(kind: Integer) -> int:
-    name = type(kind).__name__.upper()
-    if "TINY" in name:
-        return 2**7
-    if "SMALL" in name:
-        return 2**15
-    if "BIG" in name:
-        return 2**63
-    return 2**31
-
-
-def _type_name(kind: String) -> str:
-    name = type(kind).__name__.upper()
-    return "CHAR" if "CHAR" in name and "VAR" not in name else "VARCHAR"
-
-
-def _parse_datetime(value: Any) -> datetime:
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value)
-        except ValueError:
-            pass
-    raise ValueError(f"{value!r} is not an ISO-8601 timestamp")
-
-
-def _zone(name: str) -> Any:
-    from zoneinfo import ZoneInfo
-
-    return ZoneInfo(name)
-
-
-def _version_number(value: Any, zone: str) -> int:
-    """A version column's value as the integer the tombstones keep (timestamps: microseconds since the epoch)."""
-    if isinstance(value, datetime):
-        aware = value.replace(tzinfo=_zone(zone)) if value.tzinfo is None else value
-        return timestamp_version(aware)
-    return int(value)
-
-
-def _version_value(number: int, column: Column[Any], zone: str) -> Any:
-    """A change's version as the version column holds it."""
-    if isinstance(column.type, DateTime):
-        moment = _EPOCH + timedelta(microseconds=number)
-        return moment.astimezone(_zone(zone)).replace(tzinfo=None)
-    return number
-
-
-def _check_columns(plan: WritePlan, tables: dict[str, Table]) -> None:
-    """Every column the plan writes exists (the template check covered reads; writes name the same columns)."""
-    def need(table: str, column: str) -> None:
-        if column not in tables[table].c:
-            raise ConfigError(f"collection '{plan.collection}': table '{table}' has no column '{column}' to write")
-
-    for write in plan.columns:
-        need(plan.table, write.column)
-    links: list[Link] = list(plan.objects)
-    for array in plan.arrays:
-        links += array.links
-        for write in array.columns:
-            need(array.table, write.column)
-        if array.position_column is not None:
-            need(array.table, array.position_column)
-    for link in links:
-        for write in link.row.columns:
-            need(link.row.table, write.column)
-
-
-def _read_tables(collections: Sequence[Any]) -> set[str]:
-    """Every table a collection's reader joins (the reader is compiled against them)."""
-    names: set[str] = set()
-
-    def walk(section: Any) -> None:
-        if section.table:
-            names.add(section.table)
-        names.update(join.table for join in section.joins)
-        for item in section.fields:
-            if item.section is not None:
-                walk(item.section)
-
-    for collection in collections:
-        walk(collection.root)
-    return names
