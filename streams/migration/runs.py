@@ -72,10 +72,12 @@ class MigrationRuns:
 
     def create(self, *, template_path: str, template_text: str, source_url: str, target_url: str, database: str,
                collections: list[str], options: dict[str, Any]) -> str:
+        """A new run; its URLs are kept without their passwords (`resume` is given them again)."""
         run_id = uuid.uuid4().hex[:12]
         with self._session(write=True) as session:
             session.add(MigrationRun(id=run_id, template_path=template_path, template_text=template_text,
-                                     source_url=source_url, target_url=target_url, database=database,
+                                     source_url=mask_password(source_url), target_url=mask_password(target_url),
+                                     database=database,
                                      collections=collections, options=options, status=MigrationStatus.PLANNING,
                                      pid=os.getpid()))
         return run_id
@@ -160,38 +162,17 @@ class MigrationRuns:
     def progress(self, run_id: str) -> RunProgress:
         with self._session() as session:
             run = self._row(session, run_id)
-            totals = session.execute(
-                select(MigrationChunk.collection, MigrationChunk.done, func.count(), func.sum(MigrationChunk.rows),
-                       func.sum(MigrationChunk.planned_rows))
-                .where(MigrationChunk.run_id == run_id).group_by(MigrationChunk.collection, MigrationChunk.done)
-            ).all()
-            recent = session.execute(
-                select(func.count(), func.sum(MigrationChunk.rows)).where(
-                    MigrationChunk.run_id == run_id, MigrationChunk.done.is_(True),
-                    MigrationChunk.finished_at >= run.started_at)).one()
-        per: dict[str, dict[str, int]] = {}
-        for collection, done, count, rows, planned in totals:
-            item = per.setdefault(collection, {"chunks": 0, "chunks_done": 0, "rows_done": 0, "rows_planned": 0})
-            item["chunks"] += count
-            item["rows_planned"] += int(rows or 0) if done else int(planned or 0)
-            if done:
-                item["chunks_done"] += count
-                item["rows_done"] += int(rows or 0)
-        rows_done = sum(item["rows_done"] for item in per.values())
-        rows_planned = sum(item["rows_planned"] for item in per.values())
-        elapsed = (utcnow() - run.started_at).total_seconds()
-        rate = float(recent[1] or 0) / elapsed if elapsed > 0 else 0.0
-        alive = run.pid is not None and _alive(run.pid)
+            tally = chunk_tally(session, MigrationChunk, run_id, run.started_at)
+        alive = run.pid is not None and process_alive(run.pid)
         running = run.status == MigrationStatus.RUNNING and alive
-        eta = (rows_planned - rows_done) / rate if running and rate > 0 else None
         status = run.status if run.status != MigrationStatus.RUNNING or alive else "stopped"
         return RunProgress(
             id=run.id, status=status, source=mask_password(run.source_url), target=mask_password(run.target_url),
             template=run.template_path, collections=list(run.collections), snapshot=run.snapshot,
-            chunks_done=sum(item["chunks_done"] for item in per.values()),
-            chunks=sum(item["chunks"] for item in per.values()), rows_done=rows_done, rows_planned=rows_planned,
-            rows_per_second=rate if running else 0.0, eta_seconds=eta, alive=alive, error=run.error,
-            created_at=run.created_at, per_collection=per,
+            chunks_done=tally.chunks_done, chunks=tally.chunks, rows_done=tally.rows_done,
+            rows_planned=tally.rows_planned, rows_per_second=tally.rate if running else 0.0,
+            eta_seconds=tally.eta if running else None, alive=alive, error=run.error,
+            created_at=run.created_at, per_collection=tally.per_collection,
         )
 
     def chunk_reads(self, run_id: str) -> dict[tuple[str, int], tuple[bool, int]]:
@@ -207,7 +188,56 @@ def _chunk_key(run_id: str, chunk: ChunkPlan) -> tuple[Any, ...]:
             MigrationChunk.number == chunk.number)
 
 
-def _alive(pid: int) -> bool:
+@dataclass(frozen=True)
+class ChunkTally:
+    """Chunks and rows done of planned, per collection and in all, and the rate since the run (re)started."""
+
+    per_collection: dict[str, dict[str, int]]
+    rate: float
+
+    @property
+    def chunks(self) -> int:
+        return sum(item["chunks"] for item in self.per_collection.values())
+
+    @property
+    def chunks_done(self) -> int:
+        return sum(item["chunks_done"] for item in self.per_collection.values())
+
+    @property
+    def rows_done(self) -> int:
+        return sum(item["rows_done"] for item in self.per_collection.values())
+
+    @property
+    def rows_planned(self) -> int:
+        return sum(item["rows_planned"] for item in self.per_collection.values())
+
+    @property
+    def eta(self) -> float | None:
+        return (self.rows_planned - self.rows_done) / self.rate if self.rate > 0 else None
+
+
+def chunk_tally(session: Session, model: Any, run_id: str, started_at: datetime) -> ChunkTally:
+    """The tally of a run's chunk table (`model`: a table of chunks with collection, done, rows, planned_rows)."""
+    totals = session.execute(
+        select(model.collection, model.done, func.count(), func.sum(model.rows), func.sum(model.planned_rows))
+        .where(model.run_id == run_id).group_by(model.collection, model.done)
+    ).all()
+    recent = session.execute(select(func.sum(model.rows)).where(
+        model.run_id == run_id, model.done.is_(True), model.finished_at >= started_at)).scalar()
+    per: dict[str, dict[str, int]] = {}
+    for collection, done, count, rows, planned in totals:
+        item = per.setdefault(collection, {"chunks": 0, "chunks_done": 0, "rows_done": 0, "rows_planned": 0})
+        item["chunks"] += count
+        item["rows_planned"] += int(rows or 0) if done else int(planned or 0)
+        if done:
+            item["chunks_done"] += count
+            item["rows_done"] += int(rows or 0)
+    elapsed = (utcnow() - started_at).total_seconds()
+    return ChunkTally(per, float(recent or 0) / elapsed if elapsed > 0 else 0.0)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether the process that recorded itself as running a job still runs."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

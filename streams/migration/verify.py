@@ -10,7 +10,7 @@ chunk of source rows at a time. `verify_tracks` checks the catalog's tracks docu
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,6 +96,20 @@ class CollectionDiff:
     def ok(self) -> bool:
         return not (self.missing or self.extra or self.different)
 
+    def add(self, other: CollectionDiff, sample: int, keep_keys: int) -> None:
+        """Count `other`'s differences in, keeping at most `keep_keys` keys of a kind and `sample` samples."""
+        for name in ("source_documents", "target_documents", "missing", "extra", "different", "rejected", "ranges",
+                     "ranges_bisected"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for kind, keys in other.keys.items():
+            self.keys[kind].extend(keys[: max(0, keep_keys - len(self.keys[kind]))])
+        self.samples.extend(other.samples[: max(0, sample - len(self.samples))])
+
+    def findings(self) -> dict[str, Any]:
+        """The keys and samples, as JSON keeps them."""
+        return {"keys": self.keys,
+                "samples": [{"key": s.key, "kind": s.kind, "fields": s.fields} for s in self.samples]}
+
     def found(self, difference: Difference, sample: int, keep_keys: int) -> None:
         kind = difference.kind
         setattr(self, kind, getattr(self, kind) + 1)
@@ -167,12 +181,28 @@ class RangeVerifier:
         self.diff = CollectionDiff(self.collection)
 
     def run(self, chunk_rows: int) -> CollectionDiff:
-        ranges = plan_chunks(self.conn, self.reader, chunk_rows) or [ChunkPlan(self.collection, 0, None, None, 0)]
-        if ranges[-1].upto is not None:  # target keys above the last source key are extra
-            ranges.append(ChunkPlan(self.collection, len(ranges), ranges[-1].upto, None, 0))
-        target = _Peekable(doc for batch in self.store.scan(self.collection, batch_size=1000) for doc in batch)
+        """Every range of the collection, in one pass; the differences of all of them in one diff."""
+        total = CollectionDiff(self.collection)
+        self.run_ranges(plan_ranges(self.conn, self.reader, chunk_rows),
+                        lambda _chunk, diff, _rows: total.add(diff, self.sample, self.keep_keys))
+        self.diff = total
+        return total
+
+    def run_ranges(self, ranges: Sequence[ChunkPlan], done: Callable[[ChunkPlan, CollectionDiff, int], None],
+                   before: Callable[[ChunkPlan], None] = lambda _chunk: None) -> None:
+        """Compare each key range (in key order), calling `done(range, its differences, source rows)` after each.
+
+        The target is streamed once from the first range on; a gap between ranges (those finished before a resume)
+        starts a new stream at the next range.
+        """
+        target: _Peekable | None = None
+        reached: Any = _ABSENT
         for chunk in ranges:
-            self.diff.ranges += 1
+            before(chunk)
+            if target is None or chunk.after != reached:
+                target = _Peekable(doc for batch in self.store.scan_range(self.collection, chunk.after, None)
+                                   for doc in batch)
+            self.diff = CollectionDiff(self.collection, ranges=1)
             source_digest, rows = self._source_digest(chunk.after, chunk.upto)
             target_digest = _Digest()
             for document in target.take_upto(chunk.upto):
@@ -181,11 +211,13 @@ class RangeVerifier:
             self.diff.target_documents += target_digest.count
             if not source_digest.same(target_digest):
                 self._bisect(chunk.after, chunk.upto, source_digest.count + target_digest.count)
+            reached = chunk.upto
             self.on_rows(rows)
-        return self.diff
+            done(chunk, self.diff, rows)
 
     def run_since(self, version: int, batch_size: int = 500) -> CollectionDiff:
         """Only the target documents written above `version`, each against what the source says now."""
+        self.diff = CollectionDiff(self.collection, ranges=1)
         for batch in self.store.scan_since(self.collection, version, batch_size):
             keys = tuple(document["_id"] for document in batch)
             source = {item.key: item for item in self.reader.read(self.conn, KeyRange(keys=keys))}
@@ -282,6 +314,14 @@ class _Peekable:
         while self.head is not None and (upto is None or self.head["_id"] <= upto):
             yield self.head
             self.next()
+
+
+def plan_ranges(conn: Connection, reader: CollectionReader, chunk_rows: int) -> list[ChunkPlan]:
+    """The source's key ranges of about `chunk_rows` rows, and one more above the last key (for extra documents)."""
+    ranges = plan_chunks(conn, reader, chunk_rows) or [ChunkPlan(reader.collection.name, 0, None, None, 0)]
+    if ranges[-1].upto is not None:  # target keys above the last source key are extra
+        ranges.append(ChunkPlan(reader.collection.name, len(ranges), ranges[-1].upto, None, 0))
+    return ranges
 
 
 def verify_collection(engine: Engine, bound: BoundTemplate, store: DocumentStore, collection: str, *,

@@ -45,7 +45,7 @@ def test_the_schema_is_migrated_to_the_latest_revision(store: StateStore) -> Non
     inspector = inspect(store.engine)
     assert {"alembic_version", "app_registrations", "streams", "releases"} <= set(inspector.get_table_names())
     with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0002"]
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0003_verify_runs"]
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
     columns = {c["name"]: c for c in inspector.get_columns("releases")}
     assert set(columns) == {"id", "stream_id", "number", "manifest", "status", "created_at", "updated_at"}
@@ -85,7 +85,7 @@ def test_concurrent_opens_of_a_new_database_migrate_once(state_url: str) -> None
         assert errors == []
         assert len(stores) == 4
         with stores[0].engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0002"]
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0003_verify_runs"]
     finally:
         for opened in stores:
             opened.close()
