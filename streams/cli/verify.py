@@ -175,7 +175,7 @@ def _as_json(diff: CollectionDiff) -> dict[str, Any]:
         "collection": diff.collection, "ok": diff.ok, "source_documents": diff.source_documents,
         "target_documents": diff.target_documents, "missing": diff.missing, "extra": diff.extra,
         "different": diff.different, "rejected": diff.rejected, "ranges": diff.ranges,
-        "ranges_bisected": diff.ranges_bisected, **diff.findings(),
+        "ranges_mismatched": diff.ranges_mismatched, **diff.findings(),
     }
 
 
@@ -183,7 +183,7 @@ def _text(diff: CollectionDiff) -> str:
     lines = [f"{diff.collection}: source {diff.source_documents:,}, target {diff.target_documents:,} — "
              f"missing {diff.missing:,}, extra {diff.extra:,}, different {diff.different:,}"
              + (f", rejected by the template {diff.rejected:,}" if diff.rejected else "")
-             + f" ({diff.ranges:,} ranges, {diff.ranges_bisected:,} bisected)"]
+             + f" ({diff.ranges:,} ranges, {diff.ranges_mismatched:,} differing)"]
     for sample in diff.samples:
         lines.append(f"  {sample.kind} {sample.key!r}")
         for item in sample.fields:

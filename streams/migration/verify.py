@@ -1,10 +1,11 @@
 """Verification: the document store holds exactly what the source says.
 
 `verify_collection` compares a template's documents with a target collection by key ranges: both sides hash the
-canonical business content of each range, streamed (the source through the template, the target by `_id`), and a
-range whose hashes differ is bisected down to the keys that differ. Neither side is held in memory: at most one
-chunk of source rows at a time. `verify_tracks` checks the catalog's tracks document by document against the
-`normalize` rules (what a stream that validates writes).
+canonical business content of each document of a range, streamed (the source through the template, the target in
+one `_id`-ordered pass), and a range whose digests differ names its missing, extra and different keys from them.
+Neither side is held in memory: at most one range's keys and 16-byte digests, and one range of source rows.
+`verify_tracks` checks the catalog's tracks document by document against the `normalize` rules (what a stream that
+validates writes).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine
 
 from streams.catalog.assemble import assemble_tracks, track_id_batches
 from streams.catalog.dburl import dialect_kind
@@ -67,7 +68,6 @@ def verify_tracks(
 
 # --- key-range verification through a template ---------------------------------------------------------
 
-LEAF_ROWS = 256
 SAMPLE_FIELDS = 20
 
 
@@ -88,7 +88,7 @@ class CollectionDiff:
     different: int = 0
     rejected: int = 0
     ranges: int = 0
-    ranges_bisected: int = 0
+    ranges_mismatched: int = 0
     samples: list[Difference] = field(default_factory=list)
     keys: dict[str, list[Any]] = field(default_factory=lambda: {"missing": [], "extra": [], "different": []})
 
@@ -99,7 +99,7 @@ class CollectionDiff:
     def add(self, other: CollectionDiff, sample: int, keep_keys: int) -> None:
         """Count `other`'s differences in, keeping at most `keep_keys` keys of a kind and `sample` samples."""
         for name in ("source_documents", "target_documents", "missing", "extra", "different", "rejected", "ranges",
-                     "ranges_bisected"):
+                     "ranges_mismatched"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for kind, keys in other.keys.items():
             self.keys[kind].extend(keys[: max(0, keep_keys - len(self.keys[kind]))])
@@ -119,19 +119,8 @@ class CollectionDiff:
             self.samples.append(difference)
 
 
-@dataclass
-class _Digest:
-    count: int = 0
-    hash: Any = field(default_factory=lambda: hashlib.blake2b(digest_size=16))
-
-    def add(self, key: Any, content: bytes) -> None:
-        self.count += 1
-        self.hash.update(repr(key).encode())
-        self.hash.update(b"\0")
-        self.hash.update(hashlib.blake2b(content, digest_size=16).digest())
-
-    def same(self, other: _Digest) -> bool:
-        return self.count == other.count and self.hash.digest() == other.hash.digest()
+def _digest(document: dict[str, Any]) -> bytes:
+    return hashlib.blake2b(_canonical(document), digest_size=16).digest()
 
 
 def _canonical(document: dict[str, Any]) -> bytes:
@@ -203,14 +192,12 @@ class RangeVerifier:
                 target = _Peekable(doc for batch in self.store.scan_range(self.collection, chunk.after, None)
                                    for doc in batch)
             self.diff = CollectionDiff(self.collection, ranges=1)
-            source_digest, rows = self._source_digest(chunk.after, chunk.upto)
-            target_digest = _Digest()
-            for document in target.take_upto(chunk.upto):
-                target_digest.add(document["_id"], _canonical(document))
-            self.diff.source_documents += source_digest.count
-            self.diff.target_documents += target_digest.count
-            if not source_digest.same(target_digest):
-                self._bisect(chunk.after, chunk.upto, source_digest.count + target_digest.count)
+            source, rows = self._source_digests(chunk.after, chunk.upto)
+            target_side = [(document["_id"], _digest(document)) for document in target.take_upto(chunk.upto)]
+            self.diff.source_documents += len(source)
+            self.diff.target_documents += len(target_side)
+            if source != target_side:
+                self._name_keys(source, target_side)
             reached = chunk.upto
             self.on_rows(rows)
             done(chunk, self.diff, rows)
@@ -233,68 +220,43 @@ class RangeVerifier:
             self.on_rows(len(batch))
         return self.diff
 
-    def _source_digest(self, after: Any, upto: Any) -> tuple[_Digest, int]:
-        digest = _Digest()
+    def _source_digests(self, after: Any, upto: Any) -> tuple[list[tuple[Any, bytes]], int]:
+        """(key, content digest) of each document the template gives for the range, and the rows it read."""
+        digests: list[tuple[Any, bytes]] = []
         rows = 0
         for item in self.reader.read(self.conn, KeyRange(after, upto)):
             rows += 1
             if item.document is None:
                 self.diff.rejected += 1
                 continue
-            digest.add(item.key, _canonical(item.document))
-        return digest, rows
+            digests.append((item.key, _digest(item.document)))
+        return digests, rows
 
-    def _target_digest(self, after: Any, upto: Any) -> _Digest:
-        digest = _Digest()
-        for batch in self.store.scan_range(self.collection, after, upto):
-            for document in batch:
-                digest.add(document["_id"], _canonical(document))
-        return digest
+    def _name_keys(self, source: list[tuple[Any, bytes]], target: list[tuple[Any, bytes]]) -> None:
+        """The missing, extra and different keys of a range whose sides differ, from both sides' digests.
 
-    def _bisect(self, after: Any, upto: Any, size: int) -> None:
-        """Halve a mismatching range until it is small, then name its keys by a merge of both sides."""
-        self.diff.ranges_bisected += 1
-        middle = self._middle(after, upto, size) if size > LEAF_ROWS else None
-        if middle is None:
-            self._merge(after, upto)
+        Only the first differences of a run are read again (by key) for their field-level samples: a target
+        such as FerretDB serves a key lookup from an index but scans the whole collection for a key range.
+        """
+        self.diff.ranges_mismatched += 1
+        stored = dict(target)
+        for key, digest in source:
+            found = stored.pop(key, None)
+            if found is None:
+                self.diff.found(Difference(key, "missing"), self.sample, self.keep_keys)
+            elif found != digest:
+                self._different_key(key)
+        for key in stored:
+            self.diff.found(Difference(key, "extra"), self.sample, self.keep_keys)
+
+    def _different_key(self, key: Any) -> None:
+        if len(self.diff.samples) >= self.sample:
+            self.diff.found(Difference(key, "different"), self.sample, self.keep_keys)
             return
-        for low, high in ((after, middle), (middle, upto)):
-            source_digest, _ = self._source_digest_quiet(low, high)
-            target_digest = self._target_digest(low, high)
-            if not source_digest.same(target_digest):
-                self._bisect(low, high, source_digest.count + target_digest.count)
-
-    def _source_digest_quiet(self, after: Any, upto: Any) -> tuple[_Digest, int]:
-        rejected = self.diff.rejected
-        found = self._source_digest(after, upto)
-        self.diff.rejected = rejected
-        return found
-
-    def _middle(self, after: Any, upto: Any, size: int) -> Any:
-        key = self.reader.key_order(self.conn)
-        query = select(key).order_by(key).offset(max(0, size // 4 - 1)).limit(1)
-        where = KeyRange(after, upto).where(key)
-        middle = self.conn.execute(query if where is None else query.where(where)).scalar()
-        return None if middle is None or middle == upto else middle
-
-    def _merge(self, after: Any, upto: Any) -> None:
-        source = _Peekable(item for item in self.reader.read(self.conn, KeyRange(after, upto))
-                           if item.document is not None)
-        target = _Peekable(doc for batch in self.store.scan_range(self.collection, after, upto) for doc in batch)
-        while source.head is not None or target.head is not None:
-            s, t = source.head, target.head
-            if t is None or (s is not None and s.key < t["_id"]):
-                self.diff.found(Difference(s.key, "missing"), self.sample, self.keep_keys)
-                source.next()
-            elif s is None or t["_id"] < s.key:
-                self.diff.found(Difference(t["_id"], "extra"), self.sample, self.keep_keys)
-                target.next()
-            else:
-                assert s.document is not None
-                if _canonical(s.document) != _canonical(t):
-                    self._different(s.document, t)
-                source.next()
-                target.next()
+        [item] = self.reader.read(self.conn, KeyRange(keys=(key,)))
+        target = self.store.get_many(self.collection, [key])[key]
+        assert item.document is not None
+        self._different(item.document, target)
 
     def _different(self, source: dict[str, Any], target: dict[str, Any]) -> None:
         fields = field_diff(source, target) if len(self.diff.samples) < self.sample else []

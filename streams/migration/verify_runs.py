@@ -153,7 +153,7 @@ class VerifyRuns:
             session.execute(update(VerifyRange).where(*_range_key(run_id, chunk)).values(
                 done=True, rows=rows, source_documents=diff.source_documents,
                 target_documents=diff.target_documents, missing=diff.missing, extra=diff.extra,
-                different=diff.different, rejected=diff.rejected, bisected=diff.ranges_bisected,
+                different=diff.different, rejected=diff.rejected, mismatched=diff.ranges_mismatched,
                 findings=diff.findings() if not diff.ok else None, position=position, finished_at=utcnow()))
 
     def end(self, run_id: str, status: MigrationStatus, error: str | None = None) -> None:
@@ -183,7 +183,7 @@ class VerifyRuns:
                 part = CollectionDiff(item.collection, source_documents=item.source_documents,
                                       target_documents=item.target_documents, missing=item.missing, extra=item.extra,
                                       different=item.different, rejected=item.rejected, ranges=1,
-                                      ranges_bisected=item.bisected,
+                                      ranges_mismatched=item.mismatched,
                                       samples=[Difference(s["key"], s["kind"], s["fields"])
                                                for s in findings["samples"]])
                 for kind, keys in findings["keys"].items():

@@ -226,7 +226,7 @@ class VerifyRange(Base):
     extra: Mapped[int] = mapped_column(default=0)
     different: Mapped[int] = mapped_column(default=0)
     rejected: Mapped[int] = mapped_column(default=0)
-    bisected: Mapped[int] = mapped_column(default=0)
+    mismatched: Mapped[int] = mapped_column(default=0)
     findings: Mapped[dict[str, Any] | None]
     position: Mapped[int | None] = mapped_column(BigInteger)
     finished_at: Mapped[datetime | None]

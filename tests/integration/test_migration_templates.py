@@ -26,7 +26,7 @@ from streams.migration.runs import MigrationRuns
 from streams.serde import business_fields, canonical_json
 from streams.state import open_state
 from tests.integration.services import unique_name
-from tests.migration_oracle import CATALOG_TEMPLATE, assembled_tracks
+from tests.migration_oracle import CATALOG_TEMPLATE, assembled_tracks, tamper_catalog
 
 pytestmark = pytest.mark.integration
 
@@ -93,24 +93,15 @@ def test_catalog_migrates_as_assemble_builds_it_verifies_clean_and_names_tampere
     assert all(c["ok"] and c["source_documents"] == c["target_documents"] > 0
                for c in json.loads(clean.stdout)["collections"])
 
-    tracks = client[database]["tracks"]
-    several = tracks.find_one({"artists.1": {"$exists": True}, "_id": {"$gt": 2000}})
-    assert several is not None
-    tracks.update_one({"_id": 11}, {"$set": {"album.label": "Tampered"}})
-    tracks.delete_one({"_id": 22})
-    tracks.insert_one({"_id": 5_000_000, "title": "not in the source", "_version": 1, "_deleted": False})
-    tracks.update_one({"_id": several["_id"]}, {"$set": {"artists": several["artists"][::-1]}})
-    with engine.begin() as conn:
-        conn.execute(text("UPDATE track SET title = 'Changed at the source' WHERE track_id = 1234"))
-
+    expected = tamper_catalog(client, database, engine)
     result = tuneflow(tmp_path, "verify", *common, "--collections", "tracks", "--json", "--chunk-rows", "500")
     assert result.returncode == 1, result.stderr
     [report] = json.loads(result.stdout)["collections"]
-    assert report["keys"] == {"missing": [22], "extra": [5_000_000],
-                              "different": sorted([11, 1234, several["_id"]])}
+    assert report["keys"] == {kind: expected[kind] for kind in ("missing", "extra", "different")}
     fields = {sample["key"]: [f["path"] for f in sample["fields"]] for sample in report["samples"]}
-    assert fields[11] == ["album.label"] and fields[1234] == ["title"]
-    assert fields[several["_id"]][0].startswith("artists[0].")
+    [nested], [updated], [reordered] = expected["nested"], expected["updated"], expected["reordered"]
+    assert fields[nested] == ["album.label"] and fields[updated] == ["title"]
+    assert fields[reordered][0].startswith("artists[0].")
 
 
 def test_a_missing_column_exits_2_before_anything_is_written(

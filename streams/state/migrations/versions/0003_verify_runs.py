@@ -56,7 +56,7 @@ def upgrade() -> None:
         sa.Column("extra", sa.Integer(), nullable=False),
         sa.Column("different", sa.Integer(), nullable=False),
         sa.Column("rejected", sa.Integer(), nullable=False),
-        sa.Column("bisected", sa.Integer(), nullable=False),
+        sa.Column("mismatched", sa.Integer(), nullable=False),
         sa.Column("findings", sa.JSON(), nullable=True),
         sa.Column("position", sa.BigInteger(), nullable=True),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
