@@ -7,6 +7,7 @@ Ctrl-C without comparing finished ranges again; `verify status` and `verify list
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import click
@@ -15,7 +16,7 @@ from streams.catalog.dburl import mask_password
 from streams.cli.errors import EXIT_FAILURE
 from streams.cli.migration_options import collection_names, password_options, source_and_target, with_password
 from streams.cli.progress import Progress
-from streams.migration.backfill import rebind_template
+from streams.migration.backfill import Pace, rebind_template
 from streams.migration.runs import ChunkPlan
 from streams.migration.snapshot import Snapshot, open_snapshot
 from streams.migration.source import BoundTemplate, load_bound, open_source, source_errors
@@ -37,11 +38,13 @@ SINCE_KEY = "since"
               help="How many differences to show with a field-level diff.")
 @click.option("--since", type=click.IntRange(0), default=None, metavar="VERSION",
               help="Re-check only the target documents written above this version (a CDC catch-up).")
+@click.option("--throttle", type=click.FloatRange(min=1), default=None, metavar="ROWS_PER_S",
+              help="At most this many source rows per second (spares a live source).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def verify(ctx: click.Context, source: str | None, target: str | None, template_path: str | None,
            collections: tuple[str, ...], database: str, chunk_rows: int, sample: int, since: int | None,
-           as_json: bool) -> int | None:
+           throttle: float | None, as_json: bool) -> int | None:
     """Compare SOURCE (through the template) with TARGET by key-range hashes; name missing, extra, different keys.
 
     Exit 0 when they match, 1 on any difference, 2 on bad input. `verify resume ID` goes on with a stopped run;
@@ -61,7 +64,8 @@ def verify(ctx: click.Context, source: str | None, target: str | None, template_
             run_id = runs.create(template_path=template_path, template_text=bound.template.text,
                                  source_url=source, target_url=target, database=database,
                                  collections=[c.name for c in bound.collections],
-                                 options={"chunk_rows": chunk_rows, "sample": sample, SINCE_KEY: since})
+                                 options={"chunk_rows": chunk_rows, "sample": sample, SINCE_KEY: since,
+                                          "throttle": throttle})
             click.echo(f"verify {run_id}: {mask_password(source)} → {mask_password(target)} ({database}), "
                        f"{', '.join(c.name for c in bound.collections)}", err=True)
             with source_errors(source):
@@ -72,7 +76,7 @@ def verify(ctx: click.Context, source: str | None, target: str | None, template_
                                   for chunk in (plan_ranges(conn, reader, chunk_rows) if since is None
                                                 else [ChunkPlan(reader.collection.name, 0, None, None, 0)])]
                     runs.plan(run_id, ranges, snapshot.describe())
-                    _execute(runs, run_id, bound, snapshot, target, database, sample, since)
+                    _execute(runs, run_id, bound, snapshot, target, database, sample, since, throttle)
                 finally:
                     snapshot.close()
             return _report(runs, run_id, sample, as_json)
@@ -83,8 +87,11 @@ def verify(ctx: click.Context, source: str | None, target: str | None, template_
 @verify.command("resume")
 @click.argument("run_id", metavar="ID")
 @password_options
+@click.option("--throttle", type=click.FloatRange(min=1), default=None, metavar="ROWS_PER_S",
+              help="At most this many source rows per second [default: as started].")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def resume(run_id: str, source_password: str | None, target_password: str | None, as_json: bool) -> int:
+def resume(run_id: str, source_password: str | None, target_password: str | None, throttle: float | None,
+           as_json: bool) -> int:
     """Go on with verify run ID from a new snapshot, skipping every range it finished.
 
     The run keeps its URLs without passwords: give them with --source-password / --target-password or
@@ -106,7 +113,7 @@ def resume(run_id: str, source_password: str | None, target_password: str | None
                 try:
                     runs.begin(run_id, snapshot.describe())
                     _execute(runs, run_id, bound, snapshot, target, run.database, run.options.get("sample", 10),
-                             run.options.get(SINCE_KEY))
+                             run.options.get(SINCE_KEY), throttle or run.options.get("throttle"))
                 finally:
                     snapshot.close()
         finally:
@@ -115,19 +122,24 @@ def resume(run_id: str, source_password: str | None, target_password: str | None
 
 
 def _execute(runs: VerifyRuns, run_id: str, bound: BoundTemplate, snapshot: Snapshot, target: str, database: str,
-             sample: int, since: int | None) -> None:
+             sample: int, since: int | None, throttle: float | None) -> None:
     """Compare the run's pending ranges, checkpointing each; the run ends finished, interrupted or failed."""
     pending = runs.pending(run_id)
+    pace, never = Pace(throttle), threading.Event()
     store = open_store(target, database)
     try:
         with Progress(f"verify {run_id}", sum(chunk.planned_rows for chunk in pending)) as progress, \
                 snapshot.reader() as (conn, position):
+            def on_rows(rows: int) -> None:
+                progress.update(rows)
+                pace.take(rows, never)
+
             for collection in bound.readers:
                 ranges = [chunk for chunk in pending if chunk.collection == collection]
                 if not ranges:
                     continue
                 _compare(runs, run_id, RangeVerifier(conn, bound.readers[collection], store, collection,
-                                                     sample=sample, on_rows=progress.update),
+                                                     sample=sample, on_rows=on_rows),
                          ranges, position, since)
     except KeyboardInterrupt:
         runs.end(run_id, MigrationStatus.INTERRUPTED, "interrupted")

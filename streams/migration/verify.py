@@ -199,8 +199,8 @@ class RangeVerifier:
             if source != target_side:
                 self._name_keys(source, target_side)
             reached = chunk.upto
-            self.on_rows(rows)
             done(chunk, self.diff, rows)
+            self.on_rows(rows)
 
     def run_since(self, version: int, batch_size: int = 500) -> CollectionDiff:
         """Only the target documents written above `version`, each against what the source says now."""
