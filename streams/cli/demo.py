@@ -49,7 +49,8 @@ def demo(tracks: int, workdir: Path | None, batch_size: int, template: str | Non
     click.echo("3/3 verifying every document against the legacy tables by key-range hashes")
     click.echo(f"    tuneflow verify --source {legacy_url} --target {store} --template {template_path}")
     code = context.invoke(verify, source=legacy_url, target=store, template_path=template_path, collections=(),
-                          database="catalog", chunk_rows=batch_size, sample=10, since=None, as_json=False)
+                          database="catalog", chunk_rows=batch_size, sample=10, since=None, throttle=None,
+                          as_json=False)
     seconds = time.perf_counter() - started
     if code:
         raise click.ClickException("the store does not match the legacy catalog")
