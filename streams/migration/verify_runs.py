@@ -3,24 +3,19 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
 
 from streams.catalog.dburl import mask_password
 from streams.errors import ConfigError
-from streams.migration.runs import ChunkPlan, chunk_tally, process_alive
+from streams.migration.runs import ChunkedRuns, ChunkPlan, chunk_tally, process_alive
 from streams.migration.verify import CollectionDiff, Difference
 from streams.state.models import MigrationStatus, VerifyRange, VerifyRun, utcnow
-from streams.state.store import StateStore, translate_errors, writer
-from streams.suggest import did_you_mean
+from streams.state.store import StateStore
 
 KEEP_KEYS = 1000
 
@@ -72,85 +67,24 @@ class VerifyProgress:
         return {**self.result.as_json(), **plain}
 
 
-class VerifyRuns:
-    """The `verify_runs` and `verify_ranges` tables of the platform state, one transaction per call."""
+class VerifyRuns(ChunkedRuns):
+    """The `verify_runs` and `verify_ranges` tables: a run's ranges are its chunks."""
 
-    def __init__(self, state: StateStore) -> None:
-        self._state = state
-        self._writer = writer(state.engine)
-
-    @contextlib.contextmanager
-    def _session(self, write: bool = False) -> Iterator[Session]:
-        bind = self._writer if write else self._state.engine
-        with translate_errors(self._state.url), Session(bind, expire_on_commit=False) as session, session.begin():
-            yield session
-
-    def create(self, *, template_path: str, template_text: str, source_url: str, target_url: str, database: str,
-               collections: list[str], options: dict[str, Any]) -> str:
-        """A new run; its URLs are kept without their passwords (`verify resume` is given them again)."""
-        run_id = uuid.uuid4().hex[:12]
-        with self._session(write=True) as session:
-            session.add(VerifyRun(id=run_id, template_path=template_path, template_text=template_text,
-                                  source_url=mask_password(source_url), target_url=mask_password(target_url),
-                                  database=database, collections=collections, options=options,
-                                  status=MigrationStatus.PLANNING, pid=os.getpid()))
-        return run_id
+    run_model = VerifyRun
+    chunk_model = VerifyRange
+    noun = "verify run"
+    commands = "verify"
+    start = "tuneflow verify --source … --target … --template …"
 
     def get(self, run_id: str) -> VerifyRun:
         with self._session() as session:
-            return self._row(session, run_id)
-
-    def _row(self, session: Session, run_id: str) -> VerifyRun:
-        row = session.get(VerifyRun, run_id)
-        if row is None:
-            known = session.scalars(select(VerifyRun.id)).all()
-            raise ConfigError(f"unknown verify run '{run_id}'.{did_you_mean(run_id, known)} "
-                              "See `tuneflow verify list`")
-        return row
-
-    def latest(self) -> str:
-        with self._session() as session:
-            found = session.scalar(select(VerifyRun.id).order_by(VerifyRun.created_at.desc()).limit(1))
-        if found is None:
-            raise ConfigError("no verify has run yet: start one with `tuneflow verify --source … --target …`")
-        return found
-
-    def ids(self) -> list[str]:
-        with self._session() as session:
-            return list(session.scalars(select(VerifyRun.id).order_by(VerifyRun.created_at)))
-
-    def plan(self, run_id: str, ranges: Sequence[ChunkPlan], snapshot: dict[str, Any]) -> None:
-        with self._session(write=True) as session:
-            session.add_all(VerifyRange(run_id=run_id, collection=r.collection, number=r.number, after=r.after,
-                                        upto=r.upto, planned_rows=r.planned_rows) for r in ranges)
-            row = self._row(session, run_id)
-            row.snapshot = snapshot
-            row.status = MigrationStatus.RUNNING
-
-    def begin(self, run_id: str, snapshot: dict[str, Any]) -> None:
-        """The run goes on in this process, from `snapshot`."""
-        with self._session(write=True) as session:
-            row = self._row(session, run_id)
-            row.status, row.pid, row.error, row.started_at = MigrationStatus.RUNNING, os.getpid(), None, utcnow()
-            row.snapshot = snapshot
-
-    def pending(self, run_id: str) -> list[ChunkPlan]:
-        with self._session() as session:
-            rows = session.scalars(select(VerifyRange).where(VerifyRange.run_id == run_id,
-                                                             VerifyRange.done.is_(False))
-                                   .order_by(VerifyRange.collection, VerifyRange.number)).all()
-            return [ChunkPlan(r.collection, r.number, r.after, r.upto, r.planned_rows) for r in rows]
-
-    def started(self, run_id: str, chunk: ChunkPlan) -> None:
-        """Counts a read of the range before it begins: a range compared twice shows `reads` 2."""
-        with self._session(write=True) as session:
-            session.execute(update(VerifyRange).where(*_range_key(run_id, chunk))
-                            .values(reads=VerifyRange.reads + 1))
+            row: VerifyRun = self._row(session, run_id)
+            return row
 
     def finished(self, run_id: str, chunk: ChunkPlan, diff: CollectionDiff, *, rows: int,
                  position: int | None) -> None:
         with self._session(write=True) as session:
-            session.execute(update(VerifyRange).where(*_range_key(run_id, chunk)).values(
+            session.execute(update(VerifyRange).where(*self._chunk_key(run_id, chunk)).values(
                 done=True, rows=rows, source_documents=diff.source_documents,
                 target_documents=diff.target_documents, missing=diff.missing, extra=diff.extra,
                 different=diff.different, rejected=diff.rejected, mismatched=diff.ranges_mismatched,
@@ -213,13 +147,6 @@ class VerifyRuns:
             eta_seconds=tally.eta if running else None, alive=alive, error=run.error,
             per_collection=tally.per_collection)
 
-    def range_reads(self, run_id: str) -> dict[tuple[str, int], tuple[bool, int]]:
-        """(done, times read) of every range: the proof that a resumed run skipped what was finished."""
-        with self._session() as session:
-            rows = session.execute(select(VerifyRange.collection, VerifyRange.number, VerifyRange.done,
-                                          VerifyRange.reads).where(VerifyRange.run_id == run_id)).all()
-        return {(c, n): (bool(d), int(r)) for c, n, d, r in rows}
-
     def latest_finished(self, source: str, target: str, collections: Sequence[str], *, database: str | None = None,
                         clean: bool = False, full: bool = True) -> VerifyResult | None:
         """The newest finished run comparing `source` with `target` over at least `collections` (see below)."""
@@ -261,9 +188,4 @@ def _result(run: VerifyRun) -> VerifyResult:
                         target=mask_password(run.target_url), database=run.database,
                         collections=list(run.collections), since=run.options.get("since"), position=run.position,
                         created_at=run.created_at, finished_at=run.finished_at)
-
-
-def _range_key(run_id: str, chunk: ChunkPlan) -> tuple[Any, ...]:
-    return (VerifyRange.run_id == run_id, VerifyRange.collection == chunk.collection,
-            VerifyRange.number == chunk.number)
 

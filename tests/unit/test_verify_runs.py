@@ -75,7 +75,7 @@ def test_a_killed_verify_resumes_without_comparing_finished_ranges_again(
     assert process.returncode == -signal.SIGKILL, "the verify ended before it could be killed"
 
     with open_state(f"sqlite:///{home / 'tuneflow.db'}") as state:
-        at_kill = VerifyRuns(state).range_reads(run_id)
+        at_kill = VerifyRuns(state).chunk_reads(run_id)
     done_at_kill = {item for item, (done, _) in at_kill.items() if done}
     assert 0.3 * len(at_kill) <= len(done_at_kill) < len(at_kill)
     stopped = tuneflow("verify", "status", run_id)
@@ -90,7 +90,7 @@ def test_a_killed_verify_resumes_without_comparing_finished_ranges_again(
     assert tracks["keys"] == {"missing": [], "extra": [], "different": [10, TRACKS - 10]}
     assert tracks["source_documents"] == tracks["target_documents"] == TRACKS
     with open_state(f"sqlite:///{home / 'tuneflow.db'}") as state:
-        after = VerifyRuns(state).range_reads(run_id)
+        after = VerifyRuns(state).chunk_reads(run_id)
     assert all(after[item] == (True, 1) for item in done_at_kill)  # never compared again
     assert all(done for done, _ in after.values())
 
