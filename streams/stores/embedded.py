@@ -104,6 +104,9 @@ class EmbeddedStore:
             where, values = where + " AND key <= ?", [*values, _encode_key(upto)]
         return self._scan(collection, where, values, batch_size)
 
+    def scan_unordered(self, collection: str, batch_size: int = 1000) -> Iterator[list[dict[str, Any]]]:
+        return self.scan(collection, batch_size)
+
     def scan_keys(self, collection: str, batch_size: int = 1000) -> Iterator[list[Any]]:
         for batch in self.scan(collection, batch_size):
             yield [document["_id"] for document in batch]
