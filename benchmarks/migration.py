@@ -24,7 +24,6 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +45,6 @@ from tests.migration_oracle import tamper_catalog
 
 TRACKS = int(os.environ.get("TUNEFLOW_BENCH_MIGRATION_TRACKS", "20000"))
 NAIVE_SAMPLE = int(os.environ.get("TUNEFLOW_BENCH_NAIVE_TRACKS", "500"))
-BY_KEY_TRACKS = int(os.environ.get("TUNEFLOW_BENCH_BY_KEY_TRACKS", "200000"))
 ACCEPTANCE_TRACKS = int(os.environ.get("TUNEFLOW_BENCH_ACCEPTANCE_TRACKS", "200000"))
 SOURCES = os.environ.get("TUNEFLOW_BENCH_MIGRATION_SOURCES", "postgresql,mariadb").split(",")
 CHUNK_ROWS = 5000
@@ -214,32 +212,9 @@ def _measure(engine: Engine, source: str, template: str, mongo_uri: str, client:
     def stream_both() -> None:
         for _ in read_all():
             pass
-        for _ in tracks.find(VISIBLE, batch_size=1000):  # unordered: FerretDB sorts a whole collection in memory
+        # Unordered, as verify reads FerretDB (which would sort a whole collection in memory for an ordered scan).
+        for _ in tracks.find(VISIBLE, batch_size=1000):
             pass
-
-    # The rate of reads by key is flat: a long run reads the first BY_KEY_TRACKS keys by key and scales that
-    # time to every key; the template read and the pass over the target's keys cover everything.
-    sampled = chunks[: max(1, BY_KEY_TRACKS // CHUNK_ROWS)]
-
-    def read_both_by_key() -> float:
-        """What verify does on a store that cannot stream by key: the template read, the target read by those
-        keys (as many in flight as the store sends) and one unordered pass of the target's keys."""
-        started = time.perf_counter()
-        template_read()
-        spent = time.perf_counter() - started
-        keyed_seconds, keyed = 0.0, 0
-        with ThreadPoolExecutor(max_workers=8) as pool, engine.connect() as conn:
-            for chunk in sampled:
-                keys = [item.key for item in reader.read(conn, KeyRange(chunk.after, chunk.upto))]
-                began = time.perf_counter()
-                for _ in pool.map(lambda key: tracks.find_one({"_id": key, **VISIBLE}), keys):
-                    pass
-                keyed_seconds += time.perf_counter() - began
-                keyed += len(keys)
-        started = time.perf_counter()
-        for _ in tracks.find(VISIBLE, {"_id": 1}, batch_size=1000):
-            pass
-        return spent + time.perf_counter() - started + keyed_seconds * documents / max(1, keyed)
 
     verify_command = [sys.executable, "-m", "streams.cli", "verify", "--source", source, "--target", mongo_uri,
                       "--database", database, "--template", template, "--collections", "tracks"]
@@ -252,8 +227,6 @@ def _measure(engine: Engine, source: str, template: str, mongo_uri: str, client:
 
     results += [
         measure("stream template read and target side by side", documents, stream_both, unit="documents/s"),
-        _measure_timed("template read and target read by key, side by side", documents, read_both_by_key,
-                       setup=lambda: None),
         measure("verify (clean, key-range hashes)", documents, verify, unit="documents/s"),
     ]
     results.append({"name": "verify peak RSS", "unit": "MB", "median": statistics.median(peaks), "runs": peaks,
@@ -271,9 +244,6 @@ def _measure(engine: Engine, source: str, template: str, mongo_uri: str, client:
             / rates["naive loader: one track's rows read, one insert"], 1),
         "verify / streaming both sides": round(rates["verify (clean, key-range hashes)"]
                                                / rates["stream template read and target side by side"], 3),
-        "verify / both sides read by key (verify's own reads on FerretDB)": round(
-            rates["verify (clean, key-range hashes)"]
-            / rates["template read and target read by key, side by side"], 3),
         "projected hours for 12.7M tracks": round(VIBE_TRACKS / backfill_rate / 3600, 2),
     })
     print(f"  ratios: {results[-1]}", flush=True)
