@@ -4,6 +4,7 @@
 canonical business content of each document of a range, streamed (the source through the template, the target in
 one `_id`-ordered pass), and a range whose digests differ names its missing, extra and different keys from them.
 Neither side is held in memory: at most one range's keys and 16-byte digests, and one range of source rows.
+A store that cannot stream by key (FerretDB) is read in one unordered pass instead, summing each range's digests.
 `verify_tracks` checks the catalog's tracks document by document against the `normalize` rules (what a stream that
 validates writes).
 """
