@@ -53,9 +53,9 @@ def _table_rows(store: StateStore, table: str) -> int:
 def test_opening_a_new_database_creates_the_schema_at_the_latest_revision(store: StateStore) -> None:
     inspector = inspect(store.engine)
     assert set(inspector.get_table_names()) == {"alembic_version", "app_registrations", "streams", "releases",
-                                               "migration_runs", "migration_chunks"}
+                                               "migration_runs", "migration_chunks", "verify_runs", "verify_ranges"}
     with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0002"]
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0003_verify_runs"]
     columns = {table: {c["name"] for c in inspector.get_columns(table)}
                for table in ("app_registrations", "streams", "releases")}
     assert columns["app_registrations"] == {"id", "kind", "name", "uri", "version", "is_default", "registered_at"}
@@ -93,7 +93,7 @@ def test_reopening_an_existing_database_runs_no_migration(db_url: str, monkeypat
     with open_state(db_url) as again:
         assert [s.name for s in again.list_streams()] == ["keep"]
         with again.engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0002"]
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0003_verify_runs"]
 
 
 def test_running_the_migrations_on_an_up_to_date_schema_changes_nothing(store: StateStore) -> None:
@@ -102,7 +102,7 @@ def test_running_the_migrations_on_an_up_to_date_schema_changes_nothing(store: S
         command.upgrade(alembic_config(conn), "head")
     upgrade(store.engine)
     with store.engine.connect() as conn:
-        assert MigrationContext.configure(conn).get_current_revision() == "0002"
+        assert MigrationContext.configure(conn).get_current_revision() == "0003_verify_runs"
     assert [s.name for s in store.list_streams()] == ["keep"]
 
 
@@ -487,7 +487,7 @@ def test_processes_opening_a_new_database_at_once_all_succeed(tmp_path: Path) ->
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0002"]
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0003_verify_runs"]
             names = conn.execute(text("SELECT name FROM app_registrations ORDER BY name")).scalars().all()
     finally:
         engine.dispose()
@@ -515,7 +515,7 @@ def test_threads_opening_new_databases_at_once_all_succeed(tmp_path: Path) -> No
     assert errors == []
     for n in range(3):
         with open_state(f"sqlite:///{tmp_path / f'db{n}.db'}") as store, store.engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0002"]
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0003_verify_runs"]
 
 
 def test_database_errors_never_carry_the_password() -> None:
