@@ -46,6 +46,8 @@ from tests.migration_oracle import tamper_catalog
 TRACKS = int(os.environ.get("TUNEFLOW_BENCH_MIGRATION_TRACKS", "20000"))
 NAIVE_SAMPLE = int(os.environ.get("TUNEFLOW_BENCH_NAIVE_TRACKS", "500"))
 ACCEPTANCE_TRACKS = int(os.environ.get("TUNEFLOW_BENCH_ACCEPTANCE_TRACKS", "200000"))
+# "all", or "verify": only what verify's memory needs (one backfill, then timed verifies with their peak RSS).
+MEASURES = os.environ.get("TUNEFLOW_BENCH_MIGRATION_MEASURES", "all")
 SOURCES = os.environ.get("TUNEFLOW_BENCH_MIGRATION_SOURCES", "postgresql,mariadb").split(",")
 CHUNK_ROWS = 5000
 VIBE_TRACKS = 12_700_000
@@ -160,6 +162,8 @@ def _measure(engine: Engine, source: str, template: str, mongo_uri: str, client:
         for _ in read_all():
             pass
 
+    if MEASURES == "verify":
+        return _verify_only(engine, source, template, mongo_uri, client, database)
     # The documents the backfill writes, kept as JSON (a million dicts would take gigabytes here); turning them
     # back into dicts is left out of the ceiling's time, so the store's insert_many does only its own work.
     encoded = [orjson.dumps(doc | {"_version": 1, "_deleted": False}) for doc in read_all()]
@@ -248,6 +252,35 @@ def _measure(engine: Engine, source: str, template: str, mongo_uri: str, client:
     })
     print(f"  ratios: {results[-1]}", flush=True)
     return results
+
+
+def _verify_only(engine: Engine, source: str, template: str, mongo_uri: str, client: MongoClient[dict[str, Any]],
+                 database: str) -> list[dict[str, Any]]:
+    """One backfill of the tracks, then timed clean verifies with their peak RSS (no ceilings)."""
+    home = Path(os.environ.get("TMPDIR", "/tmp")) / f"tf-bench-home-{uuid.uuid4().hex[:8]}"
+    with engine.connect() as conn:
+        documents = conn.execute(text("SELECT count(*) FROM track")).scalar_one()
+    started = time.perf_counter()
+    migrated, _ = _tuneflow(home, "migrate", "start", "--source", source, "--target", mongo_uri, "--database",
+                            database, "--template", template, "--collections", "tracks", "--chunk-rows",
+                            str(CHUNK_ROWS), "--parallel", "2")
+    assert migrated.returncode == 0, migrated.stderr[-2000:]
+    backfill = {"name": "backfill: migrate start --parallel 2", "unit": "documents/s", "items": documents,
+                "median": round(documents / (time.perf_counter() - started), 1), "runs": 1}
+    print(f"  {backfill['name']:<48} {backfill['median']:>12,.0f} documents/s", flush=True)
+    command = [sys.executable, "-m", "streams.cli", "verify", "--source", source, "--target", mongo_uri,
+               "--database", database, "--template", template, "--collections", "tracks"]
+    peaks: list[float] = []
+
+    def verify() -> None:
+        code, peak = _run_with_peak_rss(command, home)
+        assert code == 0, f"verify exited {code}"
+        peaks.append(peak)
+
+    result = measure("verify (clean, key-range hashes)", documents, verify, unit="documents/s")
+    print(f"  {'verify peak RSS':<48} {statistics.median(peaks):>12,.1f} MB  (runs: {peaks})", flush=True)
+    return [backfill, result, {"name": "verify peak RSS", "unit": "MB", "median": statistics.median(peaks),
+                               "runs": peaks, "bound": 300}]
 
 
 def _measure_timed(name: str, items: int, run: Callable[[], float], setup: Callable[[], None]) -> dict[str, Any]:
