@@ -81,6 +81,11 @@ def main() -> int:
     if sections == list(SECTIONS):
         (RESULTS / "latest.json").write_bytes(path.read_bytes())
     print(f"report: {path}")
+    failed = [check for name in sections if isinstance(report[name], dict)
+              for check in report[name].get("failed_checks", [])]
+    if failed:
+        print(f"failed checks: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 

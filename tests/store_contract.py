@@ -172,6 +172,16 @@ class StoreContract:
         assert keys(18, None) == [19, 20]
         assert keys(None, None) == [key for key in range(1, 21) if key != 8]
 
+    def test_unordered_scans_read_every_visible_document_and_key_once(self, store: DocumentStore) -> None:
+        store.apply(TRACKS, [track(key, 1) for key in range(1, 24)] + [tombstone(8, 2)])
+        visible = [key for key in range(1, 24) if key != 8]
+        pages = list(store.scan_unordered(TRACKS, batch_size=5))
+        assert max(len(page) for page in pages) == 5
+        assert sorted(document["_id"] for page in pages for document in page) == visible
+        assert all(document[VERSION_FIELD] == 1 for page in pages for document in page)
+        assert sorted(key for page in store.scan_keys(TRACKS, batch_size=5) for key in page) == visible
+        assert isinstance(store.streams_by_key(), bool)
+
     def test_scan_since_reads_only_what_was_written_above_a_version(self, store: DocumentStore) -> None:
         store.apply(TRACKS, [track(key, 1) for key in range(1, 6)])
         store.apply(TRACKS, [track(4, 7), track(2, 9), tombstone(5, 8)])

@@ -9,10 +9,10 @@ from typing import Any
 import click
 
 from streams.catalog.dburl import mask_password
-from streams.cli.migration_options import collection_names, source_and_target
+from streams.cli.migration_options import collection_names, password_options, source_and_target, with_password
 from streams.cli.progress import Progress
 from streams.errors import ConfigError
-from streams.migration.backfill import MigrateReport, MigrationJob, plan_chunks, rebind
+from streams.migration.backfill import MigrateReport, MigrationJob, plan_chunks, rebind_template
 from streams.migration.runs import MigrationRuns, RunProgress
 from streams.migration.snapshot import open_snapshot
 from streams.migration.source import BoundTemplate, load_bound, open_source, source_errors
@@ -51,7 +51,7 @@ def start(source: str, target: str, template_path: str, collections: tuple[str, 
                                  target_url=target, database=database,
                                  collections=[c.name for c in bound.collections],
                                  options={"parallel": parallel, "chunk_rows": chunk_rows, "throttle": throttle})
-            click.echo(f"migration {run_id}: {mask_password(source)} → {target} ({database}), "
+            click.echo(f"migration {run_id}: {mask_password(source)} → {mask_password(target)} ({database}), "
                        f"{', '.join(c.name for c in bound.collections)}", err=True)
             with source_errors(source):
                 snapshot = open_snapshot(engine)
@@ -73,8 +73,14 @@ def start(source: str, target: str, template_path: str, collections: tuple[str, 
 @click.option("--parallel", type=click.IntRange(1, 64), default=None, help="Parallel readers [default: as started].")
 @click.option("--throttle", type=click.FloatRange(min=1), default=None, metavar="ROWS_PER_S",
               help="At most this many rows per second [default: as started].")
-def resume(run_id: str, parallel: int | None, throttle: float | None) -> None:
-    """Go on with migration ID from a new snapshot, skipping every chunk it finished."""
+@password_options
+def resume(run_id: str, parallel: int | None, throttle: float | None, source_password: str | None,
+           target_password: str | None) -> None:
+    """Go on with migration ID from a new snapshot, skipping every chunk it finished.
+
+    The run keeps its URLs without passwords: give them with --source-password / --target-password or
+    TUNEFLOW_SOURCE_PASSWORD / TUNEFLOW_TARGET_PASSWORD (asked for on a terminal).
+    """
     with open_state() as state:
         runs = MigrationRuns(state)
         run = runs.get(run_id)
@@ -83,15 +89,17 @@ def resume(run_id: str, parallel: int | None, throttle: float | None) -> None:
             return
         if run.status == MigrationStatus.CANCELLED:
             raise ConfigError(f"migration {run_id} was cancelled; start a new one with `tuneflow migrate start`")
-        engine = open_source(run.source_url)
+        source = with_password(run.source_url, source_password, "source")
+        target = with_password(run.target_url, target_password, "target")
+        engine = open_source(source)
         try:
-            with source_errors(run.source_url):
-                bound = rebind(runs, run_id, engine)
+            with source_errors(source):
+                bound = rebind_template(run.template_text, run.template_path, list(run.collections), engine)
                 snapshot = open_snapshot(engine)
                 try:
                     runs.begin(run_id, snapshot.describe())
                     options = dict(run.options)
-                    report = _execute(runs, run_id, bound, snapshot, run.target_url, run.database,
+                    report = _execute(runs, run_id, bound, snapshot, target, run.database,
                                       parallel or options.get("parallel", 2), throttle or options.get("throttle"))
                 finally:
                     snapshot.close()

@@ -209,11 +209,10 @@ class MigrationJob:
                     self.stop.set()
 
 
-def rebind(runs: MigrationRuns, run_id: str, engine: Engine) -> BoundTemplate:
-    """The stored template of a run, checked again against the source as it is now."""
-    run = runs.get(run_id)
+def rebind_template(text: str, path: str, collections: list[str], engine: Engine) -> BoundTemplate:
+    """A run's stored template, checked again against the source as it is now."""
     with engine.connect() as conn:
-        return bind_template(parse_template(run.template_text, run.template_path), conn, list(run.collections))
+        return bind_template(parse_template(text, path), conn, collections)
 
 
 # --- the single-collection backfill of the catalog's tracks, for callers without a run -----------------

@@ -1,20 +1,23 @@
 """Verification: the document store holds exactly what the source says.
 
 `verify_collection` compares a template's documents with a target collection by key ranges: both sides hash the
-canonical business content of each range, streamed (the source through the template, the target by `_id`), and a
-range whose hashes differ is bisected down to the keys that differ. Neither side is held in memory: at most one
-chunk of source rows at a time. `verify_tracks` checks the catalog's tracks document by document against the
-`normalize` rules (what a stream that validates writes).
+canonical business content of each document of a range, streamed (the source through the template, the target in
+one `_id`-ordered pass), and a range whose digests differ names its missing, extra and different keys from them.
+Neither side is held in memory: at most one range's keys and 16-byte digests, and one range of source rows.
+A store that cannot stream by key (FerretDB) is read in one unordered pass instead, summing each range's digests.
+`verify_tracks` checks the catalog's tracks document by document against the `normalize` rules (what a stream that
+validates writes).
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine
 
 from streams.catalog.assemble import assemble_tracks, track_id_batches
 from streams.catalog.dburl import dialect_kind
@@ -67,7 +70,6 @@ def verify_tracks(
 
 # --- key-range verification through a template ---------------------------------------------------------
 
-LEAF_ROWS = 256
 SAMPLE_FIELDS = 20
 
 
@@ -88,13 +90,27 @@ class CollectionDiff:
     different: int = 0
     rejected: int = 0
     ranges: int = 0
-    ranges_bisected: int = 0
+    ranges_mismatched: int = 0
     samples: list[Difference] = field(default_factory=list)
     keys: dict[str, list[Any]] = field(default_factory=lambda: {"missing": [], "extra": [], "different": []})
 
     @property
     def ok(self) -> bool:
         return not (self.missing or self.extra or self.different)
+
+    def add(self, other: CollectionDiff, sample: int, keep_keys: int) -> None:
+        """Count `other`'s differences in, keeping at most `keep_keys` keys of a kind and `sample` samples."""
+        for name in ("source_documents", "target_documents", "missing", "extra", "different", "rejected", "ranges",
+                     "ranges_mismatched"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for kind, keys in other.keys.items():
+            self.keys[kind].extend(keys[: max(0, keep_keys - len(self.keys[kind]))])
+        self.samples.extend(other.samples[: max(0, sample - len(self.samples))])
+
+    def findings(self) -> dict[str, Any]:
+        """The keys and samples, as JSON keeps them."""
+        return {"keys": self.keys,
+                "samples": [{"key": s.key, "kind": s.kind, "fields": s.fields} for s in self.samples]}
 
     def found(self, difference: Difference, sample: int, keep_keys: int) -> None:
         kind = difference.kind
@@ -105,19 +121,8 @@ class CollectionDiff:
             self.samples.append(difference)
 
 
-@dataclass
-class _Digest:
-    count: int = 0
-    hash: Any = field(default_factory=lambda: hashlib.blake2b(digest_size=16))
-
-    def add(self, key: Any, content: bytes) -> None:
-        self.count += 1
-        self.hash.update(repr(key).encode())
-        self.hash.update(b"\0")
-        self.hash.update(hashlib.blake2b(content, digest_size=16).digest())
-
-    def same(self, other: _Digest) -> bool:
-        return self.count == other.count and self.hash.digest() == other.hash.digest()
+def _digest(document: dict[str, Any]) -> bytes:
+    return hashlib.blake2b(_canonical(document), digest_size=16).digest()
 
 
 def _canonical(document: dict[str, Any]) -> bytes:
@@ -167,25 +172,92 @@ class RangeVerifier:
         self.diff = CollectionDiff(self.collection)
 
     def run(self, chunk_rows: int) -> CollectionDiff:
-        ranges = plan_chunks(self.conn, self.reader, chunk_rows) or [ChunkPlan(self.collection, 0, None, None, 0)]
-        if ranges[-1].upto is not None:  # target keys above the last source key are extra
-            ranges.append(ChunkPlan(self.collection, len(ranges), ranges[-1].upto, None, 0))
-        target = _Peekable(doc for batch in self.store.scan(self.collection, batch_size=1000) for doc in batch)
+        """Every range of the collection, in one pass; the differences of all of them in one diff."""
+        total = CollectionDiff(self.collection)
+        self.run_ranges(plan_ranges(self.conn, self.reader, chunk_rows),
+                        lambda _chunk, diff, _rows: total.add(diff, self.sample, self.keep_keys))
+        self.diff = total
+        return total
+
+    def run_ranges(self, ranges: Sequence[ChunkPlan], done: Callable[[ChunkPlan, CollectionDiff, int], None],
+                   before: Callable[[ChunkPlan], None] = lambda _chunk: None) -> None:
+        """Compare each key range (in key order), calling `done(range, its differences, source rows)` after each.
+
+        The target is streamed once from the first range on; a gap between ranges (those finished before a resume)
+        starts a new stream at the next range.
+        """
+        if not self.store.streams_by_key():
+            self._run_unordered(ranges, done, before)
+            return
+        target: _Peekable | None = None
+        reached: Any = _ABSENT
         for chunk in ranges:
-            self.diff.ranges += 1
-            source_digest, rows = self._source_digest(chunk.after, chunk.upto)
-            target_digest = _Digest()
-            for document in target.take_upto(chunk.upto):
-                target_digest.add(document["_id"], _canonical(document))
-            self.diff.source_documents += source_digest.count
-            self.diff.target_documents += target_digest.count
-            if not source_digest.same(target_digest):
-                self._bisect(chunk.after, chunk.upto, source_digest.count + target_digest.count)
+            before(chunk)
+            if target is None or chunk.after != reached:
+                target = _Peekable(doc for batch in self.store.scan_range(self.collection, chunk.after, None)
+                                   for doc in batch)
+            self.diff = CollectionDiff(self.collection, ranges=1)
+            source, rows = self._source_digests(chunk.after, chunk.upto)
+            target_side = [(document["_id"], _digest(document)) for document in target.take_upto(chunk.upto)]
+            self._compare(source, target_side)
+            reached = chunk.upto
+            done(chunk, self.diff, rows)
             self.on_rows(rows)
-        return self.diff
+
+    def _run_unordered(self, ranges: Sequence[ChunkPlan],
+                       done: Callable[[ChunkPlan, CollectionDiff, int], None],
+                       before: Callable[[ChunkPlan], None]) -> None:
+        """For a store that cannot stream by key: one unordered pass sums each range's target digests (an
+        order-free sum, one per range held), then each range's source side is summed and compared; a range whose
+        sums differ has its target documents read by the source's keys, and its extra keys found by a pass over
+        the target's keys. A resumed run sums the target again, for its pending ranges only."""
+        bounds = _Bounds(ranges)
+        sums = [_Sum() for _ in ranges]
+        for batch in self.store.scan_unordered(self.collection, batch_size=1000):
+            for document in batch:
+                index = bounds.index(document["_id"])
+                if index is not None:
+                    sums[index].add(document["_id"], _digest(document))
+        for index, chunk in enumerate(ranges):
+            before(chunk)
+            self.diff = CollectionDiff(self.collection, ranges=1)
+            keys: list[Any] = []
+            source, rows = self._source_digests(chunk.after, chunk.upto, keys)
+            expected = _Sum()
+            for key, digest in source:
+                expected.add(key, digest)
+            if expected.same(sums[index]):
+                self.diff.source_documents += len(source)
+                self.diff.target_documents += sums[index].count
+            else:
+                self._by_key(chunk, source, keys, sums[index].count)
+            done(chunk, self.diff, rows)
+            self.on_rows(rows)
+
+    def _by_key(self, chunk: ChunkPlan, source: list[tuple[Any, bytes]], keys: list[Any], in_target: int) -> None:
+        """Name the keys of a range whose sums differ: its target documents read by the source's keys (rejected
+        rows' keys too: a target document for those is extra), then, if the target holds more in the range than
+        that found, its extra keys from a pass over the target's keys."""
+        stored = self.store.get_many(self.collection, keys) if keys else {}
+        self._compare(source, [(key, _digest(stored[key])) for key in keys if key in stored])
+        if in_target <= len(stored):
+            return
+        known = set(keys)
+        only = _Bounds([chunk])
+        for batch in self.store.scan_keys(self.collection, batch_size=1000):
+            for extra in sorted(k for k in batch if k not in known and only.index(k) is not None):
+                self.diff.target_documents += 1
+                self.diff.found(Difference(extra, "extra"), self.sample, self.keep_keys)
+
+    def _compare(self, source: list[tuple[Any, bytes]], target: list[tuple[Any, bytes]]) -> None:
+        self.diff.source_documents += len(source)
+        self.diff.target_documents += len(target)
+        if source != target:
+            self._name_keys(source, target)
 
     def run_since(self, version: int, batch_size: int = 500) -> CollectionDiff:
         """Only the target documents written above `version`, each against what the source says now."""
+        self.diff = CollectionDiff(self.collection, ranges=1)
         for batch in self.store.scan_since(self.collection, version, batch_size):
             keys = tuple(document["_id"] for document in batch)
             source = {item.key: item for item in self.reader.read(self.conn, KeyRange(keys=keys))}
@@ -201,72 +273,86 @@ class RangeVerifier:
             self.on_rows(len(batch))
         return self.diff
 
-    def _source_digest(self, after: Any, upto: Any) -> tuple[_Digest, int]:
-        digest = _Digest()
+    def _source_digests(self, after: Any, upto: Any,
+                        keys: list[Any] | None = None) -> tuple[list[tuple[Any, bytes]], int]:
+        """(key, content digest) of each document the template gives for the range, and the rows it read (their
+        keys added to `keys`, rejected ones too: a target document for those is extra)."""
+        digests: list[tuple[Any, bytes]] = []
         rows = 0
         for item in self.reader.read(self.conn, KeyRange(after, upto)):
             rows += 1
+            if keys is not None:
+                keys.append(item.key)
             if item.document is None:
                 self.diff.rejected += 1
                 continue
-            digest.add(item.key, _canonical(item.document))
-        return digest, rows
+            digests.append((item.key, _digest(item.document)))
+        return digests, rows
 
-    def _target_digest(self, after: Any, upto: Any) -> _Digest:
-        digest = _Digest()
-        for batch in self.store.scan_range(self.collection, after, upto):
-            for document in batch:
-                digest.add(document["_id"], _canonical(document))
-        return digest
+    def _name_keys(self, source: list[tuple[Any, bytes]], target: list[tuple[Any, bytes]]) -> None:
+        """The missing, extra and different keys of a range whose sides differ, from both sides' digests.
 
-    def _bisect(self, after: Any, upto: Any, size: int) -> None:
-        """Halve a mismatching range until it is small, then name its keys by a merge of both sides."""
-        self.diff.ranges_bisected += 1
-        middle = self._middle(after, upto, size) if size > LEAF_ROWS else None
-        if middle is None:
-            self._merge(after, upto)
+        Only the first differences of a run are read again (by key) for their field-level samples: a target
+        such as FerretDB serves a key lookup from an index but scans the whole collection for a key range.
+        """
+        self.diff.ranges_mismatched += 1
+        stored = dict(target)
+        for key, digest in source:
+            found = stored.pop(key, None)
+            if found is None:
+                self.diff.found(Difference(key, "missing"), self.sample, self.keep_keys)
+            elif found != digest:
+                self._different_key(key)
+        for key in stored:
+            self.diff.found(Difference(key, "extra"), self.sample, self.keep_keys)
+
+    def _different_key(self, key: Any) -> None:
+        if len(self.diff.samples) >= self.sample:
+            self.diff.found(Difference(key, "different"), self.sample, self.keep_keys)
             return
-        for low, high in ((after, middle), (middle, upto)):
-            source_digest, _ = self._source_digest_quiet(low, high)
-            target_digest = self._target_digest(low, high)
-            if not source_digest.same(target_digest):
-                self._bisect(low, high, source_digest.count + target_digest.count)
-
-    def _source_digest_quiet(self, after: Any, upto: Any) -> tuple[_Digest, int]:
-        rejected = self.diff.rejected
-        found = self._source_digest(after, upto)
-        self.diff.rejected = rejected
-        return found
-
-    def _middle(self, after: Any, upto: Any, size: int) -> Any:
-        key = self.reader.key_order(self.conn)
-        query = select(key).order_by(key).offset(max(0, size // 4 - 1)).limit(1)
-        where = KeyRange(after, upto).where(key)
-        middle = self.conn.execute(query if where is None else query.where(where)).scalar()
-        return None if middle is None or middle == upto else middle
-
-    def _merge(self, after: Any, upto: Any) -> None:
-        source = _Peekable(item for item in self.reader.read(self.conn, KeyRange(after, upto))
-                           if item.document is not None)
-        target = _Peekable(doc for batch in self.store.scan_range(self.collection, after, upto) for doc in batch)
-        while source.head is not None or target.head is not None:
-            s, t = source.head, target.head
-            if t is None or (s is not None and s.key < t["_id"]):
-                self.diff.found(Difference(s.key, "missing"), self.sample, self.keep_keys)
-                source.next()
-            elif s is None or t["_id"] < s.key:
-                self.diff.found(Difference(t["_id"], "extra"), self.sample, self.keep_keys)
-                target.next()
-            else:
-                assert s.document is not None
-                if _canonical(s.document) != _canonical(t):
-                    self._different(s.document, t)
-                source.next()
-                target.next()
+        [item] = self.reader.read(self.conn, KeyRange(keys=(key,)))
+        target = self.store.get_many(self.collection, [key])[key]
+        assert item.document is not None
+        self._different(item.document, target)
 
     def _different(self, source: dict[str, Any], target: dict[str, Any]) -> None:
         fields = field_diff(source, target) if len(self.diff.samples) < self.sample else []
         self.diff.found(Difference(source["_id"], "different", fields), self.sample, self.keep_keys)
+
+
+class _Sum:
+    """An order-free digest of (key, content digest) pairs: their count and their sum modulo 2**128."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total = 0
+
+    def add(self, key: Any, digest: bytes) -> None:
+        self.count += 1
+        item = hashlib.blake2b(repr(key).encode() + b"\0" + digest, digest_size=16).digest()
+        self.total = (self.total + int.from_bytes(item, "big")) % (1 << 128)
+
+    def same(self, other: _Sum) -> bool:
+        return self.count == other.count and self.total == other.total
+
+
+class _Bounds:
+    """Which of some key ranges (after, upto], in key order and not overlapping, holds a key."""
+
+    def __init__(self, ranges: Sequence[ChunkPlan]) -> None:
+        self._ranges = list(ranges)
+        self._uptos = [chunk.upto for chunk in self._ranges if chunk.upto is not None]
+
+    def index(self, key: Any) -> int | None:
+        at = bisect.bisect_left(self._uptos, key)
+        if at == len(self._ranges):
+            return None
+        chunk = self._ranges[at]
+        if chunk.after is not None and not chunk.after < key:
+            return None
+        if chunk.upto is not None and not key <= chunk.upto:
+            return None
+        return at
 
 
 class _Peekable:
@@ -282,6 +368,14 @@ class _Peekable:
         while self.head is not None and (upto is None or self.head["_id"] <= upto):
             yield self.head
             self.next()
+
+
+def plan_ranges(conn: Connection, reader: CollectionReader, chunk_rows: int) -> list[ChunkPlan]:
+    """The source's key ranges of about `chunk_rows` rows, and one more above the last key (for extra documents)."""
+    ranges = plan_chunks(conn, reader, chunk_rows) or [ChunkPlan(reader.collection.name, 0, None, None, 0)]
+    if ranges[-1].upto is not None:  # target keys above the last source key are extra
+        ranges.append(ChunkPlan(reader.collection.name, len(ranges), ranges[-1].upto, None, 0))
+    return ranges
 
 
 def verify_collection(engine: Engine, bound: BoundTemplate, store: DocumentStore, collection: str, *,

@@ -172,6 +172,66 @@ class MigrationChunk(Base):
     run: Mapped[MigrationRun] = relationship(back_populates="chunks")
 
 
+class VerifyRun(Base):
+    """One `tuneflow verify` job: what it compares, through which template, and its verdict once finished.
+
+    `position` is the oldest source change-log position any of its ranges was read at: a clean run says the target
+    held the source's content as of at least that position.
+    """
+
+    __tablename__ = "verify_runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    template_path: Mapped[str] = mapped_column(String(1024))
+    template_text: Mapped[str] = mapped_column(Text)
+    source_url: Mapped[str] = mapped_column(Text)
+    target_url: Mapped[str] = mapped_column(Text)
+    database: Mapped[str] = mapped_column(String(64))
+    collections: Mapped[list[str]] = mapped_column(JSON)
+    options: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16))
+    ok: Mapped[bool | None]
+    position: Mapped[int | None] = mapped_column(BigInteger)
+    snapshot: Mapped[dict[str, Any] | None]
+    pid: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(index=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    ranges: Mapped[list[VerifyRange]] = relationship(
+        back_populates="run", cascade="all, delete-orphan", passive_deletes=True,
+        order_by="(VerifyRange.collection, VerifyRange.number)",
+    )
+
+
+class VerifyRange(Base):
+    """A key range (after, upto] of one collection, compared once `done`; `findings` holds its keys and samples."""
+
+    __tablename__ = "verify_ranges"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("verify_runs.id", ondelete="CASCADE"), primary_key=True)
+    collection: Mapped[str] = mapped_column(String(64), primary_key=True)
+    number: Mapped[int] = mapped_column(primary_key=True)
+    after: Mapped[Any] = mapped_column(JSON(none_as_null=True), nullable=True)
+    upto: Mapped[Any] = mapped_column(JSON(none_as_null=True), nullable=True)
+    planned_rows: Mapped[int]
+    done: Mapped[bool] = mapped_column(default=False)
+    reads: Mapped[int] = mapped_column(default=0)
+    rows: Mapped[int] = mapped_column(default=0)
+    source_documents: Mapped[int] = mapped_column(default=0)
+    target_documents: Mapped[int] = mapped_column(default=0)
+    missing: Mapped[int] = mapped_column(default=0)
+    extra: Mapped[int] = mapped_column(default=0)
+    different: Mapped[int] = mapped_column(default=0)
+    rejected: Mapped[int] = mapped_column(default=0)
+    mismatched: Mapped[int] = mapped_column(default=0)
+    findings: Mapped[dict[str, Any] | None]
+    position: Mapped[int | None] = mapped_column(BigInteger)
+    finished_at: Mapped[datetime | None]
+
+    run: Mapped[VerifyRun] = relationship(back_populates="ranges")
 class MigrationSwitch(Base):
     """A migration's switch: the phase writers apply, the store readers read, the epoch of the last change, and the
     catch-up stream whose lag the go/no-go gate bounds."""

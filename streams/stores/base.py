@@ -71,6 +71,19 @@ class DocumentStore(Protocol):
         """Visible documents written with a version above `version`, in key order, in batches."""
         ...
 
+    def scan_unordered(self, collection: str, batch_size: int = 1000) -> Iterator[list[dict[str, Any]]]:
+        """Every visible document, in no particular order, in batches: one streamed pass."""
+        ...
+
+    def scan_keys(self, collection: str, batch_size: int = 1000) -> Iterator[list[Any]]:
+        """The keys of every visible document, in no particular order, in batches: one streamed pass."""
+        ...
+
+    def streams_by_key(self) -> bool:
+        """Whether key-ordered and key-range scans stream from an index; when not (FerretDB sorts a whole
+        collection in memory and scans it for a range), scan unordered or read by key instead."""
+        ...
+
     def drop(self, collection: str) -> None: ...
 
     def close(self) -> None: ...

@@ -104,6 +104,16 @@ class EmbeddedStore:
             where, values = where + " AND key <= ?", [*values, _encode_key(upto)]
         return self._scan(collection, where, values, batch_size)
 
+    def scan_unordered(self, collection: str, batch_size: int = 1000) -> Iterator[list[dict[str, Any]]]:
+        return self.scan(collection, batch_size)
+
+    def scan_keys(self, collection: str, batch_size: int = 1000) -> Iterator[list[Any]]:
+        for batch in self.scan(collection, batch_size):
+            yield [document["_id"] for document in batch]
+
+    def streams_by_key(self) -> bool:
+        return True
+
     def scan_since(self, collection: str, version: int, batch_size: int = 1000) -> Iterator[list[dict[str, Any]]]:
         return self._scan(collection, " AND version > ?", (version,), batch_size)
 

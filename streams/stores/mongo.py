@@ -159,11 +159,22 @@ class MongoStore:
     def scan_since(self, collection: str, version: int, batch_size: int = 1000) -> Iterator[list[Document]]:
         return self._scan(collection, {**VISIBLE, VERSION_FIELD: {"$gt": version}}, batch_size)
 
-    def _scan(self, collection: str, where: Document, batch_size: int) -> Iterator[list[Document]]:
+    def scan_unordered(self, collection: str, batch_size: int = 1000) -> Iterator[list[Document]]:
+        return self._scan(collection, VISIBLE, batch_size, ordered=False)
+
+    def scan_keys(self, collection: str, batch_size: int = 1000) -> Iterator[list[Any]]:
+        for batch in self._scan(collection, VISIBLE, batch_size, ordered=False, projection={"_id": 1}):
+            yield [document["_id"] for document in batch]
+
+    def streams_by_key(self) -> bool:
+        return not self.shape().reads_by_key
+
+    def _scan(self, collection: str, where: Document, batch_size: int, ordered: bool = True,
+              projection: Document | None = None) -> Iterator[list[Document]]:
         target = self._collection(collection)
         batch: list[Document] = []
         with self._translated(f"scan {collection}"), target.find(
-            where, sort=[("_id", ASCENDING)], batch_size=batch_size
+            where, projection, sort=[("_id", ASCENDING)] if ordered else None, batch_size=batch_size
         ) as cursor:
             for document in cursor:
                 batch.append(document)

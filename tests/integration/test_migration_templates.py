@@ -21,12 +21,14 @@ import pytest
 from pymongo import MongoClient
 from sqlalchemy import Engine, text
 
+from streams.catalog.dburl import mask_password
 from streams.catalog.generator import generate_catalog
 from streams.migration.runs import MigrationRuns
+from streams.migration.verify_runs import latest_clean_verify
 from streams.serde import business_fields, canonical_json
 from streams.state import open_state
 from tests.integration.services import unique_name
-from tests.migration_oracle import CATALOG_TEMPLATE, assembled_tracks
+from tests.migration_oracle import CATALOG_TEMPLATE, assembled_tracks, tamper_catalog
 
 pytestmark = pytest.mark.integration
 
@@ -38,9 +40,10 @@ def url_of(engine: Engine) -> str:
     return engine.url.render_as_string(hide_password=False)
 
 
-def tuneflow(home: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def tuneflow(home: Path, *args: str, timeout: float = 600,
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "streams.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "TUNEFLOW_HOME": str(home)})
+                          timeout=timeout, env={**os.environ, "TUNEFLOW_HOME": str(home), **(env or {})})
 
 
 @pytest.fixture
@@ -92,25 +95,20 @@ def test_catalog_migrates_as_assemble_builds_it_verifies_clean_and_names_tampere
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert all(c["ok"] and c["source_documents"] == c["target_documents"] > 0
                for c in json.loads(clean.stdout)["collections"])
+    with open_state(f"sqlite:///{tmp_path / 'tuneflow.db'}") as state:
+        gate = latest_clean_verify(state, source, mongo_uri, ["tracks", "albums", "artists"], database=database,
+                                   at_position=status["snapshot"]["position"])
+    assert gate is not None and gate.id == json.loads(clean.stdout)["id"]  # read at or after the backfill's snapshot
 
-    tracks = client[database]["tracks"]
-    several = tracks.find_one({"artists.1": {"$exists": True}, "_id": {"$gt": 2000}})
-    assert several is not None
-    tracks.update_one({"_id": 11}, {"$set": {"album.label": "Tampered"}})
-    tracks.delete_one({"_id": 22})
-    tracks.insert_one({"_id": 5_000_000, "title": "not in the source", "_version": 1, "_deleted": False})
-    tracks.update_one({"_id": several["_id"]}, {"$set": {"artists": several["artists"][::-1]}})
-    with engine.begin() as conn:
-        conn.execute(text("UPDATE track SET title = 'Changed at the source' WHERE track_id = 1234"))
-
+    expected = tamper_catalog(client, database, engine)
     result = tuneflow(tmp_path, "verify", *common, "--collections", "tracks", "--json", "--chunk-rows", "500")
     assert result.returncode == 1, result.stderr
     [report] = json.loads(result.stdout)["collections"]
-    assert report["keys"] == {"missing": [22], "extra": [5_000_000],
-                              "different": sorted([11, 1234, several["_id"]])}
+    assert report["keys"] == {kind: expected[kind] for kind in ("missing", "extra", "different")}
     fields = {sample["key"]: [f["path"] for f in sample["fields"]] for sample in report["samples"]}
-    assert fields[11] == ["album.label"] and fields[1234] == ["title"]
-    assert fields[several["_id"]][0].startswith("artists[0].")
+    [nested], [updated], [reordered] = expected["nested"], expected["updated"], expected["reordered"]
+    assert fields[nested] == ["album.label"] and fields[updated] == ["title"]
+    assert fields[reordered][0].startswith("artists[0].")
 
 
 def test_a_missing_column_exits_2_before_anything_is_written(
@@ -319,7 +317,14 @@ def test_kill_9_then_resume_reads_no_finished_chunk_again_and_ends_like_an_unint
     stopped = tuneflow(home, "migrate", "status", run_id)
     assert f"tuneflow migrate resume {run_id}" in stopped.stdout
 
-    resumed = tuneflow(home, "migrate", "resume", run_id)
+    password = str(postgres_engine.url.password)
+    with open_state(state_url) as state:
+        stored = MigrationRuns(state).get(run_id)
+    assert f":{password}@" not in stored.source_url and stored.source_url == mask_password(source)
+    refused = tuneflow(home, "migrate", "resume", run_id)
+    assert refused.returncode == 2 and "TUNEFLOW_SOURCE_PASSWORD" in refused.stderr
+
+    resumed = tuneflow(home, "migrate", "resume", run_id, env={"TUNEFLOW_SOURCE_PASSWORD": password})
     assert resumed.returncode == 0, resumed.stderr
     with open_state(state_url) as state:
         after = MigrationRuns(state).chunk_reads(run_id)

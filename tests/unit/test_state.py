@@ -53,8 +53,8 @@ def _table_rows(store: StateStore, table: str) -> int:
 def test_opening_a_new_database_creates_the_schema_at_the_latest_revision(store: StateStore) -> None:
     inspector = inspect(store.engine)
     assert set(inspector.get_table_names()) == {"alembic_version", "app_registrations", "streams", "releases",
-                                               "migration_runs", "migration_chunks", "migration_switches",
-                                               "switch_history", "switch_acks"}
+                                               "migration_runs", "migration_chunks", "verify_runs", "verify_ranges",
+                                               "migration_switches", "switch_history", "switch_acks"}
     with store.engine.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0004"]
     columns = {table: {c["name"] for c in inspector.get_columns(table)}

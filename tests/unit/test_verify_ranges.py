@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from streams.catalog.generator import generate_catalog
-from streams.migration.verify import field_diff
+from streams.migration.source import load_bound
+from streams.migration.verify import RangeVerifier, field_diff
 from streams.stores.base import Change
 from streams.stores.embedded import EmbeddedStore
 from tests.migration_oracle import CATALOG_TEMPLATE
@@ -87,3 +88,43 @@ def test_since_rechecks_only_documents_written_above_a_version(tmp_path: Path, t
     assert report["target_documents"] == 1
     everything = json.loads(tuneflow("verify", *common, "--json").stdout)["collections"][0]["keys"]
     assert everything == {"missing": [7], "extra": [], "different": [5, 6]}
+
+
+class _UnorderedStore(EmbeddedStore):
+    """The embedded store read the way verify reads a store that cannot stream by key (FerretDB)."""
+
+    def streams_by_key(self) -> bool:
+        return False
+
+
+def test_a_store_read_unordered_names_the_same_keys(tmp_path: Path, tuneflow: Run) -> None:
+    url = f"sqlite:///{tmp_path / 'legacy.sqlite'}"
+    generate_catalog(url, 1200, seed=5)
+    target = tmp_path / "store"
+    common = ("--source", url, "--target", f"embedded://{target}", "--template", str(CATALOG_TEMPLATE),
+              "--collections", "tracks")
+    assert tuneflow("migrate", "start", *common).returncode == 0
+    store = EmbeddedStore(target)
+    changed = dict(store.get_many("tracks", [700])[700])
+    store.apply("tracks", [Change(700, 2**62, {**changed, "title": "x"}), Change(90, 2**62, None),
+                           Change(9_999, 2**62, {"_id": 9_999})])
+    store.close()
+    with sqlite3.connect(tmp_path / "legacy.sqlite") as conn:  # the target's 600 is now extra, mid-range
+        for table in ("track_artist", "track_genre", "track"):
+            conn.execute(f"DELETE FROM {table} WHERE track_id = 600")
+
+    engine, bound = load_bound(str(CATALOG_TEMPLATE), url, ["tracks"])
+    found = {}
+    try:
+        for name, opened in (("ordered", EmbeddedStore), ("unordered", _UnorderedStore)):
+            store = opened(target)
+            try:
+                with engine.connect() as conn:
+                    diff = RangeVerifier(conn, bound.readers["tracks"], store, "tracks").run(chunk_rows=100)
+            finally:
+                store.close()
+            found[name] = (diff.keys, diff.source_documents, diff.target_documents)
+    finally:
+        engine.dispose()
+    assert found["ordered"] == found["unordered"]
+    assert found["unordered"][0] == {"missing": [90], "extra": [600, 9_999], "different": [700]}
