@@ -15,7 +15,7 @@ import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +80,6 @@ class Story:
         self.port = _free_port()
         self.flips: list[str] = []
         self.verifies: list[str] = []
-        self.last_clean_verify: datetime | None = None
 
     def tell(self) -> None:
         from streams.cli.demo_stack import DemoStack
@@ -100,7 +99,7 @@ class Story:
                       f"--mongo-uri='{self.store}'")
         _step(2, "the live path: writers send track updates over HTTP; the switch starts at legacy (RDBMS only)")
         click.echo(f"    tuneflow run \"{definition.replace(self.token, '***')}\"")
-        with DemoStack(STREAM, MIGRATION, definition, lambda _: self.last_clean_verify) as stack:
+        with DemoStack(STREAM, MIGRATION, definition) as stack:
             stack.wait_ready(f"http://127.0.0.1:{self.port}")
             writer = LiveWriter(f"http://127.0.0.1:{self.port}", self.token, self._pool(), rate_per_s=self.writes_per_s)
             writer.start()
@@ -211,13 +210,14 @@ class Story:
                    f"{answer.headers.get('X-Tuneflow-Read-Store', '?')} store: \"{answer.json().get('title')}\"")
 
     def _verify(self, when: str) -> None:
-        click.echo(f"    tuneflow verify --source {self.legacy} --target {self.store} --template {self.template}")
+        click.echo(f"    tuneflow verify --source {self.legacy} --target {self.store} --template {self.template} "
+                   f"--migration {MIGRATION}")
         code = self._run(verify_command, ["--source", self.legacy, "--target", self.store, "--template",
-                                          self.template, "--chunk-rows", str(self.batch_size)])
+                                          self.template, "--chunk-rows", str(self.batch_size),
+                                          "--migration", MIGRATION])
         if code:
             raise click.ClickException(f"verify {when}: the stores differ")
         self.verifies.append(f"{when}: clean")
-        self.last_clean_verify = datetime.now(UTC)
 
     @staticmethod
     def _run(command: click.Command, args: list[str]) -> int:

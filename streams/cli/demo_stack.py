@@ -13,11 +13,12 @@ import httpx
 from streams.binders.factory import create_binder
 from streams.dsl import parse
 from streams.errors import ServiceUnavailableError
-from streams.migration.gate import NONE_DECLARED, Gate, LatestCleanVerify, repair_topics
+from streams.migration.gate import NONE_DECLARED, Gate, repair_topics
 from streams.migration.phases import Phase
 from streams.migration.switch import Move, SwitchController
 from streams.migration.switch_bus import StateSwitchBus
 from streams.migration.switch_store import SwitchStore
+from streams.migration.verify_runs import clean_verify_of_migration
 from streams.platform.run import EmbeddedRun
 from streams.registry import Registry
 from streams.state import open_state
@@ -26,7 +27,7 @@ DRAIN_TIMEOUT_S = 120.0
 
 
 class DemoStack:
-    def __init__(self, stream: str, migration: str, definition: str, latest_clean_verify: LatestCleanVerify) -> None:
+    def __init__(self, stream: str, migration: str, definition: str) -> None:
         self.stream, self.migration = stream, migration
         self.state = open_state()
         self.binder = create_binder("memory")
@@ -36,7 +37,6 @@ class DemoStack:
         store.ensure(migration)
         store.set_catch_up(migration, "none")
         self.controller = SwitchController(store, StateSwitchBus(store))
-        self._latest_clean_verify = latest_clean_verify
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -46,7 +46,7 @@ class DemoStack:
         self.controller.gate = Gate(self.binder, repair_topics([parse(self.stream, self.run.canonical)],
                                                                self.migration),
                                     NONE_DECLARED, max_lag=0, max_verify_age=timedelta(minutes=10),
-                                    latest_clean_verify=self._latest_clean_verify)
+                                    latest_clean_verify=lambda name: clean_verify_of_migration(self.state, name))
         self._thread = threading.Thread(target=self._wait, name="tuneflow-demo-stream", daemon=True)
         self._thread.start()
         return self

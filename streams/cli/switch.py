@@ -178,7 +178,8 @@ def _gate(state: StateStore, store: SwitchStore, migration: str, binder_name: st
           max_age: timedelta) -> Any:
     from streams.binders.factory import create_binder
     from streams.dsl import parse
-    from streams.migration.gate import NONE_DECLARED, Gate, catch_up_topics, no_verify_recorded, repair_topics
+    from streams.migration.gate import NONE_DECLARED, Gate, catch_up_topics, repair_topics
+    from streams.migration.verify_runs import clean_verify_of_migration
     from streams.state import StreamStatus
 
     deployed = [parse(s.name, s.canonical) for s in state.list_streams() if s.status == StreamStatus.DEPLOYED]
@@ -190,7 +191,8 @@ def _gate(state: StateStore, store: SwitchStore, migration: str, binder_name: st
         stream = state.get_stream(record.catch_up)
         catch_up = catch_up_topics(parse(stream.name, stream.canonical))
     binder = create_binder("kafka") if binder_name == "kafka" else None
-    return Gate(binder, repair_topics(deployed, migration), catch_up, max_lag, max_age, no_verify_recorded)
+    return Gate(binder, repair_topics(deployed, migration), catch_up, max_lag, max_age,
+                lambda name: clean_verify_of_migration(state, name))
 
 
 def _migration(store: SwitchStore, given: str | None, create: bool = False) -> str:

@@ -20,8 +20,9 @@ from streams.migration.backfill import Pace, rebind_template
 from streams.migration.runs import ChunkPlan
 from streams.migration.snapshot import Snapshot, open_snapshot
 from streams.migration.source import BoundTemplate, load_bound, open_source, source_errors
+from streams.migration.switch_store import check_migration_name
 from streams.migration.verify import CollectionDiff, RangeVerifier, plan_ranges
-from streams.migration.verify_runs import VerifyProgress, VerifyRuns
+from streams.migration.verify_runs import MIGRATION_KEY, VerifyProgress, VerifyRuns
 from streams.state import open_state
 from streams.state.models import MigrationStatus
 from streams.stores.base import checked_name
@@ -40,11 +41,13 @@ SINCE_KEY = "since"
               help="Re-check only the target documents written above this version (a CDC catch-up).")
 @click.option("--throttle", type=click.FloatRange(min=1), default=None, metavar="ROWS_PER_S",
               help="At most this many source rows per second (spares a live source).")
+@click.option("--migration", metavar="NAME", default=None,
+              help="The migration this verify is for: the switch's gate counts its clean, full runs.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def verify(ctx: click.Context, source: str | None, target: str | None, template_path: str | None,
            collections: tuple[str, ...], database: str, chunk_rows: int, sample: int, since: int | None,
-           throttle: float | None, as_json: bool) -> int | None:
+           throttle: float | None, migration: str | None, as_json: bool) -> int | None:
     """Compare SOURCE (through the template) with TARGET by key-range hashes; name missing, extra, different keys.
 
     Exit 0 when they match, 1 on any difference, 2 on bad input. `verify resume ID` goes on with a stopped run;
@@ -57,6 +60,8 @@ def verify(ctx: click.Context, source: str | None, target: str | None, template_
             raise click.UsageError(f"Missing option '{name}'.", ctx)
     assert source is not None and target is not None and template_path is not None
     checked_name("database", database)
+    if migration is not None:
+        check_migration_name(migration)
     engine, bound = load_bound(template_path, source, collection_names(collections))  # exit 2 before a run
     try:
         with open_state() as state:
@@ -65,7 +70,7 @@ def verify(ctx: click.Context, source: str | None, target: str | None, template_
                                  source_url=source, target_url=target, database=database,
                                  collections=[c.name for c in bound.collections],
                                  options={"chunk_rows": chunk_rows, "sample": sample, SINCE_KEY: since,
-                                          "throttle": throttle})
+                                          "throttle": throttle, MIGRATION_KEY: migration})
             click.echo(f"verify {run_id}: {mask_password(source)} → {mask_password(target)} ({database}), "
                        f"{', '.join(c.name for c in bound.collections)}", err=True)
             with source_errors(source):

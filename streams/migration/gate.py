@@ -119,7 +119,8 @@ def recent_verify(latest_clean_verify: LatestCleanVerify, migration: str, max_ag
     except TuneflowError as exc:
         return GateCheck(name, False, f"cannot read the verify runs: {exc}")
     if finished is None:
-        return GateCheck(name, False, "no verify recorded")
+        return GateCheck(name, False, f"no clean verify recorded (or the newest one found differences): run "
+                                      f"`tuneflow verify … --migration {migration}`")
     age = (now or datetime.now(UTC)) - finished
     when = f"{finished.isoformat(timespec='seconds')} ({_duration(age)} ago)"
     if age > max_age:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -18,6 +18,7 @@ from streams.state.models import MigrationStatus, VerifyRange, VerifyRun, utcnow
 from streams.state.store import StateStore
 
 KEEP_KEYS = 1000
+MIGRATION_KEY = "migration"  # in a run's options: the migration whose gate counts it
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,14 @@ class VerifyRuns(ChunkedRuns):
             eta_seconds=tally.eta if running else None, alive=alive, error=run.error,
             per_collection=tally.per_collection)
 
+    def latest_clean_of_migration(self, migration: str) -> datetime | None:
+        query = select(VerifyRun).where(VerifyRun.status == MigrationStatus.FINISHED)
+        with self._session() as session:
+            for run in session.scalars(query.order_by(VerifyRun.finished_at.desc())):
+                if run.options.get(MIGRATION_KEY) == migration and run.options.get("since") is None:
+                    return _aware(run.finished_at) if run.ok else None  # a newer run found differences
+        return None
+
     def latest_finished(self, source: str, target: str, collections: Sequence[str], *, database: str | None = None,
                         clean: bool = False, full: bool = True) -> VerifyResult | None:
         """The newest finished run comparing `source` with `target` over at least `collections` (see below)."""
@@ -162,6 +171,12 @@ class VerifyRuns(ChunkedRuns):
                 if set(collections) <= set(run.collections) and not (full and run.options.get("since") is not None):
                     return _result(run)
         return None
+
+
+def clean_verify_of_migration(state: StateStore, migration: str) -> datetime | None:
+    """When the newest full verify run for `migration` (`verify --migration NAME`) finished, if it was clean; None
+    when there is none or the newest found differences. The switch's go/no-go gate asks this."""
+    return VerifyRuns(state).latest_clean_of_migration(migration)
 
 
 def latest_clean_verify(state: StateStore, source: str, target: str, collections: Sequence[str], *,
@@ -189,3 +204,9 @@ def _result(run: VerifyRun) -> VerifyResult:
                         collections=list(run.collections), since=run.options.get("since"), position=run.position,
                         created_at=run.created_at, finished_at=run.finished_at)
 
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """A stored time (UTC, naive where the database keeps no zone) as an aware datetime."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)

@@ -144,7 +144,8 @@ def test_the_gate_reads_real_lag_names_each_reason_and_records_a_forced_flip(bin
     assert refused.stderr.splitlines()[1:] == [
         f"  - shadow backlog: shadow writes still to repair: {repair} 3",
         f"  - catch-up lag: stream {catch_up} is 5 changes behind (bound 2)",
-        "  - clean verify: no verify recorded"]
+        "  - clean verify: no clean verify recorded (or the newest one found differences): run "
+        f"`tuneflow verify … --migration {migration}`"]
 
     # The repair consumer replays the backlog: that check passes, on the very same topic.
     reader = binder.input([repair], repair, "0")

@@ -133,3 +133,33 @@ def test_ctrl_c_leaves_a_resumable_run(legacy_url: str, tuneflow: Run, tmp_path:
     resumed = tuneflow("migrate", "resume", run_id)
     assert resumed.returncode == 0, resumed.stderr
     assert len(_contents(tmp_path / "store", "tracks")) == 2500
+
+
+def test_a_clean_verify_for_a_migration_passes_the_switch_gate_and_a_dirty_one_does_not(
+        legacy_url: str, tuneflow: Run, tmp_path: Path) -> None:
+    target = f"embedded://{tmp_path / 'store'}"
+    common = ["--source", legacy_url, "--target", target, "--template", str(CATALOG_TEMPLATE)]
+    assert tuneflow("migrate", "start", *common, "--collections", "artists").returncode == 0
+    assert tuneflow("verify", *common, "--collections", "artists", "--migration", "m1").returncode == 0
+    assert tuneflow("verify", *common, "--collections", "artists", "--migration", "m2").returncode == 0
+    assert tuneflow("verify", *common, "--collections", "artists", "--migration", "bad name!").returncode == 2
+    for migration in ("m1", "m2"):
+        assert tuneflow("switch", "forward", "--binder", "memory", "--migration", migration).returncode == 0
+
+    def verify_check(migration: str) -> dict[str, object]:
+        refused = tuneflow("switch", "forward", "--binder", "memory", "--migration", migration, "--json")
+        assert refused.returncode == 1  # the memory binder's backlog cannot be read from here
+        history = json.loads(tuneflow("switch", "history", "--binder", "memory", "--migration", migration,
+                                      "--json").stdout)
+        return next(check for check in history[-1]["gate"] if check["check"] == "clean verify")
+
+    assert verify_check("m1")["ok"] is True
+    store = EmbeddedStore(tmp_path / "store")
+    try:  # m2's target drifts, and its next verify finds it: the gate now refuses m2, not m1
+        store.drop("artists")
+    finally:
+        store.close()
+    assert tuneflow("verify", *common, "--collections", "artists", "--migration", "m2").returncode == 1
+    assert verify_check("m1")["ok"] is True
+    m2 = verify_check("m2")  # the newest verify of m2 found differences: its earlier clean run no longer counts
+    assert m2["ok"] is False and str(m2["detail"]).startswith("no clean verify recorded")

@@ -63,6 +63,10 @@ def ack(epoch: int, instance: str = "0", at: float | None = None) -> InstanceAck
 # --- the gate ---------------------------------------------------------------------------------------------------
 
 
+NO_VERIFY_M1 = "no clean verify recorded (or the newest one found differences): run " \
+    "`tuneflow verify … --migration m1`"
+
+
 def test_only_forward_moves_into_a_phase_reading_mongo_are_gated() -> None:
     assert gated(Phase.DUAL_RDBMS_PRIMARY, Phase.DUAL_MONGO_PRIMARY)
     assert gated(Phase.LEGACY, Phase.MONGO_ONLY)
@@ -74,7 +78,7 @@ def test_only_forward_moves_into_a_phase_reading_mongo_are_gated() -> None:
 
 def test_the_verify_check_refuses_none_and_old_ones_and_passes_a_recent_one() -> None:
     none = recent_verify(lambda m: None, "m1", timedelta(hours=1), NOW)
-    assert (none.ok, none.detail) == (False, "no verify recorded")
+    assert (none.ok, none.detail) == (False, NO_VERIFY_M1)
     old = recent_verify(lambda m: NOW - timedelta(hours=3), "m1", timedelta(hours=1), NOW)
     assert not old.ok and "too old" in old.detail and "3h00m ago" in old.detail and "bound 60m" in old.detail
     recent = recent_verify(lambda m: NOW - timedelta(minutes=5), "m1", timedelta(hours=1), NOW)
@@ -142,7 +146,7 @@ def test_a_refusal_lists_every_reason_and_is_recorded(store: SwitchStore) -> Non
     with pytest.raises(SwitchRefused) as refused:
         switch.move("m1", Phase.DUAL_MONGO_PRIMARY)
     assert refused.value.reasons == [
-        "clean verify: no verify recorded",
+        f"clean verify: {NO_VERIFY_M1}",
         "apps on the current phase: not yet on dual-rdbms-primary (epoch 1): s1/dual-write/7 (legacy, epoch 0)"]
     assert store.get("m1").state.phase is Phase.DUAL_RDBMS_PRIMARY
     refusal = store.history("m1")[-1]
@@ -157,7 +161,8 @@ def test_force_needs_a_reason_and_is_recorded_with_who_and_why(store: SwitchStor
     assert moved.state.reads is StoreRole.MONGO
     change = store.history("m1")[-1]
     assert (change.forced, change.who, change.reason, change.outcome) == (True, "alice", "verify runs tomorrow", "done")
-    assert {"check": "clean verify", "ok": False, "detail": "no verify recorded"} in (change.gate or [])
+    assert {"check": "clean verify", "ok": False,
+            "detail": NO_VERIFY_M1} in (change.gate or [])
 
 
 def test_a_forward_move_goes_back_when_a_writer_does_not_ack_but_a_rollback_goes_on(store: SwitchStore) -> None:
@@ -245,7 +250,7 @@ def test_cli_forward_show_refusal_force_rollback_and_history(cli: Run) -> None:
     assert json.loads(cli("switch", "show", "--binder", "memory", "--json").stdout)["laggards"] == ["s1/dual-write/4"]
     refused = cli("switch", "forward", "--binder", "memory")
     assert refused.returncode == 1
-    assert "refused by the gate" in refused.stderr and "  - clean verify: no verify recorded" in refused.stderr
+    assert "refused by the gate" in refused.stderr and "  - clean verify: no clean verify recorded" in refused.stderr
     assert "  - apps on the current phase: not yet on dual-rdbms-primary" in refused.stderr
     assert "  - catch-up lag: not readable here" in refused.stderr
     declared = cli("switch", "forward", "--binder", "memory", "--catch-up", "none")
@@ -271,7 +276,7 @@ def test_cli_forward_show_refusal_force_rollback_and_history(cli: Run) -> None:
         ("dual-mongo-primary", "dual-rdbms-primary", False, "done")]
     assert history[4]["reason"] == "drill" and history[5]["reason"] == "errors on reads"
     text = cli("switch", "history", "--binder", "memory").stdout
-    assert "FORCED" in text and "gate: clean verify: NO — no verify recorded" in text
+    assert "FORCED" in text and "gate: clean verify: NO — no clean verify recorded" in text
     assert cli("switch", "set", "mongo-only", "--binder", "memory", "--max-verify-age", "soon").returncode == 2
 
 
