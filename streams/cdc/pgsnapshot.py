@@ -129,7 +129,7 @@ class InitialSnapshot:
             self._work.put(SnapshotCursor([part], [], progress.after.get(part.name)))
         self._estimated = sum(p.estimated_rows for p in plans if any(part.table == p.table for part in left))
         self._started = self._last_report = time.monotonic()
-        self.log.info("%s the initial snapshot at LSN %d with %d reader%s: %s", "resuming" if state else "starting",
+        self.log.info("%s the initial snapshot (version %d) with %d reader%s: %s", "resuming" if state else "starting",
                       version, self._readers, "s" if self._readers != 1 else "",
                       ", ".join(dict.fromkeys(str(p.table) for p in left)))
         for connection in self._connections:

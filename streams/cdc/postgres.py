@@ -110,8 +110,8 @@ class PostgresCapture:
         exporter = psycopg2.connect(**self._args, connection_factory=psycopg2.extras.LogicalReplicationConnection)
         try:
             slot = pgslot.default_slot_name(self.settings.slot, "snapshot") if slot_exists else self.settings.slot
-            version, name = pgslot.create_slot_exporting_snapshot(exporter.cursor(), slot, temporary=slot_exists)
-            self._snapshot.begin(name, version, plans, state)
+            point, name = pgslot.create_slot_exporting_snapshot(exporter.cursor(), slot, temporary=slot_exists)
+            self._snapshot.begin(name, pgslot.snapshot_version(point), plans, state)
         finally:
             exporter.close()  # the imported snapshot lives on in the reader's transaction (a temporary slot goes)
 
