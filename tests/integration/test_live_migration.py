@@ -4,8 +4,8 @@ with the local deployer before the migration) run; once it stops and the stream 
 document equals what the final tables give, built independently of the template.
 
 The catalog has `TUNEFLOW_LIVE_TRACKS` tracks (default 5,000, about 100 s per engine here; 200,000 take over 15
-minutes per engine on a loaded 2-core machine, so the acceptance size runs in `make bench`, section `assemble`); the writer commits `TUNEFLOW_LIVE_WRITES_PER_S`
-transactions a second (default 5)."""
+minutes per engine on a loaded 2-core machine, so the acceptance size runs in `make bench`, section `assemble`); the
+writer commits `TUNEFLOW_LIVE_WRITES_PER_S` transactions a second (default 5)."""
 
 from __future__ import annotations
 
