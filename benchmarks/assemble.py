@@ -6,6 +6,12 @@ across tracks, albums, artists, credits and genres. Once the change topic holds 
 start and the clock runs until every document of the target equals the template's read of the final tables:
 changes/s = row changes in the topic / those seconds.
 
+Then the live-migration acceptance at full size (`live`), from PostgreSQL and from MariaDB: 200,000 generated
+tracks (TUNEFLOW_BENCH_LIVE_TRACKS) change under a writer while `migrate start` and the catch-up stream run; once
+it drained, `verify` must be clean and every document must equal the final tables' (tests/live_migration.py). Each
+engine's outcome (`agrees`), its steps' seconds and any differences go into the report; a failed check is
+recorded, and the section says so in `live_failed`.
+
     eval "$(deploy/local/stack env)" && python -m benchmarks.assemble
 """
 
@@ -38,9 +44,12 @@ from tests.integration.pipeline import create_topic, read_topic
 from tests.integration.processes import AppProcess
 from tests.integration.services import scratch_database, unique_name
 from tests.integration.test_assemble import Writer, stored_documents, template_documents
+from tests.live_migration import run_live_migration
 
 TRACKS = 2000
 TRANSACTIONS = 1500
+LIVE_TRACKS = 200_000
+LIVE_WRITES_PER_S = 5.0
 
 
 def backfill(url: str, mongo_uri: str, database: str) -> None:
@@ -135,9 +144,33 @@ def run_all(env: dict[str, str], workdir: Path, tracks: int = TRACKS,
                     "replaces bound the sink"}
 
 
+def live_migrations(env: dict[str, str], workdir: Path) -> dict[str, Any]:
+    """The live-migration acceptance from each RDBMS at full size, its outcome asserted and recorded."""
+    tracks = int(env.get("TUNEFLOW_BENCH_LIVE_TRACKS", LIVE_TRACKS))
+    results: dict[str, Any] = {}
+    for engine, server in (("postgresql", "TUNEFLOW_PG_URL"), ("mariadb", "TUNEFLOW_MYSQL_URL")):
+        here = workdir / f"live-{engine}"
+        here.mkdir(parents=True, exist_ok=True)
+        try:
+            results[engine] = run_live_migration(env[server], tracks=tracks, writes_per_s=LIVE_WRITES_PER_S,
+                                                 workdir=here, mongo_uri=env["TUNEFLOW_MONGO_URI"],
+                                                 bootstrap=env["TUNEFLOW_KAFKA_BOOTSTRAP"])
+        except Exception as exc:  # recorded: the other engine still runs
+            results[engine] = {"tracks": tracks, "agrees": False, "error": f"{type(exc).__name__}: {exc}"[:3000]}
+    results["live_failed"] = sorted(name for name, result in results.items() if not result["agrees"])
+    return results
+
+
+def run_section(env: dict[str, str], workdir: Path) -> dict[str, Any]:
+    """The catch-up rate, then the live migrations."""
+    result = run_all(env, workdir)
+    result["live"] = live_migrations(env, workdir)
+    return result
+
+
 def main() -> int:
     with tempfile.TemporaryDirectory() as workdir:
-        result = run_all(dict(os.environ), Path(workdir))
+        result = run_section(dict(os.environ), Path(workdir))
     sys.stdout.write(orjson.dumps({"machine": machine(), "assemble": result}, option=orjson.OPT_INDENT_2).decode())
     return 0
 

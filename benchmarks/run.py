@@ -44,7 +44,7 @@ SECTIONS: dict[str, Section] = {
     "migration": lambda env, _, __: migration.run_all(env),
     "dual_write": lambda env, _, __: dual_write.run_all(env),
     "switch": lambda env, work, _: switch.run_all(env, work),
-    "assemble": lambda env, work, _: assemble.run_all(env, work),
+    "assemble": lambda env, work, _: assemble.run_section(env, work),
 }
 
 

@@ -108,6 +108,16 @@ def create_slot_exporting_snapshot(replication_cursor: Any, slot: str, temporary
     return parse_lsn(consistent_point), snapshot_name
 
 
+def snapshot_version(consistent_point: int) -> int:
+    """The version of rows read in the snapshot a slot exported at `consistent_point`: one below it.
+
+    The slot skips exactly the transactions whose commit record starts before that point (they are in the snapshot)
+    and streams the others with their commit LSN, which cdc-postgres uses as `tf-version`: at or above the point,
+    and one may start right at it. One below makes every change the snapshot misses strictly newer (the guard keeps
+    it), and every change it holds no newer (the guard keeps the snapshot's row, which already has it)."""
+    return consistent_point - 1
+
+
 def drop_capture(cursor: Any, slot: str, publication: str | None) -> None:
     """Drop the slot (it must be inactive) and the publication, those that exist."""
     cursor.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s",

@@ -110,7 +110,8 @@ class PostgresCapture:
         readers: list[PgChunkReader] = []
         try:
             slot = pgslot.default_slot_name(self.settings.slot, "snapshot") if slot_exists else self.settings.slot
-            version, name = pgslot.create_slot_exporting_snapshot(exporter.cursor(), slot, temporary=slot_exists)
+            point, name = pgslot.create_slot_exporting_snapshot(exporter.cursor(), slot, temporary=slot_exists)
+            version = pgslot.snapshot_version(point)  # every change the snapshot misses commits above it
             for _ in range(self.settings.snapshot_parallel):
                 readers.append(PgChunkReader(self._args, name))
         except BaseException:

@@ -154,10 +154,15 @@ class MigrationJob:
         watcher = threading.Thread(target=self._watch_cancel, daemon=True)
         watcher.start()
 
+        imported = threading.Semaphore(0)  # one release per reader once it holds the snapshot (or failed to)
+
         def read_chunks(index: int) -> None:
             store = shared if serial or index == 0 else self.open_target()
+            holding = False
             try:
                 with self.snapshot.reader() as (conn, version):
+                    imported.release()
+                    holding = True
                     while not self.stop.is_set():
                         try:
                             chunk = work.get_nowait()
@@ -175,6 +180,8 @@ class MigrationJob:
                 errors.append(exc)
                 self.stop.set()
             finally:
+                if not holding:
+                    imported.release()
                 if store is not shared:
                     store.close()
 
@@ -182,6 +189,9 @@ class MigrationJob:
         for thread in threads:
             thread.start()
         try:
+            for _ in threads:
+                imported.acquire()
+            self.snapshot.release()  # every reader holds the snapshot: its exporter can go
             for thread in threads:
                 while thread.is_alive():
                     thread.join(0.2)

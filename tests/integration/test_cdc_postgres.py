@@ -459,7 +459,7 @@ def test_parallel_snapshot_readers_read_every_row_once_in_one_snapshot(database:
     finally:
         process.stop()
 
-    assert "initial snapshot at LSN" in process.log_path.read_text()
+    assert "the initial snapshot at LSN" in process.log_path.read_text()
     assert "with 3 readers" in process.log_path.read_text()
     bounds = progress_of(kafka_bootstrap, topic)["bounds"]  # type: ignore[index]
     assert len(bounds["track"]) == 2  # the biggest table read in three parts
