@@ -246,7 +246,9 @@ COUNTERPARTS: dict[tuple[AppKind, str], Counterpart] = {
     }, compose_mongo),
     ("sink", "jdbc"): _counterpart("jdbc", "sink", "jdbc", {
         **DATASOURCE,
-        ("jdbc.consumer.table-name", "jdbc.table-name", "table-name"): Option("table"),
+        ("jdbc.consumer.table-name", "jdbc.table-name", "table-name"):
+            "tuneflow's jdbc sink writes a template's documents back into their tables (--template, --collection), "
+            "not records into one table",
         ("jdbc.consumer.columns", "jdbc.columns", "columns"): "tuneflow's jdbc sink writes catalog rows, not columns",
         ("jdbc.consumer.initialize", "initialize"): "tuneflow's jdbc sink writes to the catalog's own tables",
     }, compose_datasource),

@@ -87,7 +87,7 @@ SCDF_APPS: dict[tuple[str, str], ScdfApp] = {
     ("sink", "mongo"): ScdfApp("mongodb", {"uri": _to("spring.data.mongodb.uri"),
                                            "database": _to("spring.data.mongodb.database"),
                                            "collection": _to("mongodb.consumer.collection")}),
-    ("sink", "jdbc"): ScdfApp("jdbc", {"url": _datasource, "table": _to("jdbc.consumer.table-name")}),
+    ("sink", "jdbc"): ScdfApp("jdbc", {"url": _datasource}),
 }
 
 

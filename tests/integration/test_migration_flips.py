@@ -36,7 +36,7 @@ from tests.migration_oracle import CATALOG_TEMPLATE
 CATALOG_TRACKS = 1500
 HOT_TRACKS = 150
 RATE = 500.0
-LOAD_S = 45
+LOAD_S = 30
 
 
 def log(message: str) -> None:

@@ -45,7 +45,7 @@ def test_a_mistyped_app_gets_a_suggestion_and_exit_2_without_traceback() -> None
     result = _tuneflow("stream", "validate", "t1", "--definition", "kafka --topic=raw | normalise | mongo")
     assert result.returncode == 2
     assert result.stderr == ("Error: unknown processor app 'normalise'. Did you mean 'normalize'? "
-                             "Known: normalize\n")
+                             "Known: assemble, normalize\n")
 
 
 def test_a_syntax_error_shows_where_with_a_caret() -> None:

@@ -43,11 +43,11 @@ def test_check_leaves_the_given_definition_untouched() -> None:
     ("text", "message"),
     [
         ("kafka --topic=raw | normalise | log",
-         "unknown processor app 'normalise'. Did you mean 'normalize'? Known: normalize"),
+         "unknown processor app 'normalise'. Did you mean 'normalize'? Known: assemble, normalize"),
         ("kafak --topic=raw | log",
          "unknown source app 'kafak'. Did you mean 'kafka'? Known: cdc-mysql, cdc-postgres, http, jdbc, kafka"),
-        ("kafka --topic=raw | mongoo", "unknown sink app 'mongoo'. Did you mean 'mongo'? Known: file, log, mongo"),
-        ("kafka --topic=raw | zzz", "unknown sink app 'zzz'. Known: file, log, mongo"),
+        ("kafka --topic=raw | mongoo", "unknown sink app 'mongoo'. Did you mean 'mongo'? Known: dual-write, file, jdbc, log, mongo"),
+        ("kafka --topic=raw | zzz", "unknown sink app 'zzz'. Known: dual-write, file, jdbc, log, mongo"),
     ],
 )
 def test_unknown_apps_name_the_closest_app_of_the_kind_needed_there(text: str, message: str) -> None:

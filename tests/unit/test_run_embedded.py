@@ -95,7 +95,7 @@ def test_an_endless_stream_runs_until_ctrl_c_then_drains(tmp_path: Path) -> None
 
 @pytest.mark.parametrize(("definition", "message"), [
     ("jdbc --url=sqlite:///nowhere.db | normalise | log", "Error: unknown processor app 'normalise'. "
-                                                           "Did you mean 'normalize'? Known: normalize"),
+                                                           "Did you mean 'normalize'? Known: assemble, normalize"),
     ("jdbc | log", "Error: invalid options for app 'jdbc': --url: required"),
     ("jdbc --url=sqlite:///{tmp}/empty.db | log", "Error: sqlite:///{tmp}/empty.db holds no legacy catalog "
                                                   "(no table 'track'); make one with `tuneflow catalog generate`"),
