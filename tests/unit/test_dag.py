@@ -46,7 +46,8 @@ def test_check_leaves_the_given_definition_untouched() -> None:
          "unknown processor app 'normalise'. Did you mean 'normalize'? Known: assemble, normalize"),
         ("kafak --topic=raw | log",
          "unknown source app 'kafak'. Did you mean 'kafka'? Known: cdc-mysql, cdc-postgres, http, jdbc, kafka"),
-        ("kafka --topic=raw | mongoo", "unknown sink app 'mongoo'. Did you mean 'mongo'? Known: dual-write, file, jdbc, log, mongo"),
+        ("kafka --topic=raw | mongoo",
+         "unknown sink app 'mongoo'. Did you mean 'mongo'? Known: dual-write, file, jdbc, log, mongo"),
         ("kafka --topic=raw | zzz", "unknown sink app 'zzz'. Known: dual-write, file, jdbc, log, mongo"),
     ],
 )
