@@ -30,6 +30,14 @@ def measure(name: str, items: int, run: Callable[[], None], setup: Callable[[], 
     return result
 
 
+def cpu_busy_s() -> float:
+    """Seconds the whole machine's cores have been busy since boot (every process: the stores' servers too)."""
+    with open("/proc/stat") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mb(pid: int) -> float:
     """A process's peak resident memory so far (VmHWM)."""
     with open(f"/proc/{pid}/status") as status:

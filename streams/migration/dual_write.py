@@ -102,7 +102,9 @@ class DualWriter:
         route = routing(self.view.current().phase)
         primary = self.stores[route.primary]
         shadow = None if route.shadow is None else self.stores[route.shadow]
-        failures, items = self._misfits(items, [primary] if shadow is None else [primary, shadow])
+        # The primary refuses what it cannot hold itself, and nothing it refuses reaches the shadow; what the
+        # shadow could not hold is found before the primary writes it.
+        failures, items = self._misfits(items, [] if shadow is None else [shadow])
         in_flight: list[tuple[list[Pending], Future[ApplyResult] | None]] = []
         try:
             for start in range(0, len(items), self.chunk_size):
@@ -123,8 +125,8 @@ class DualWriter:
         return failures
 
     def _misfits(self, items: Sequence[Pending], stores: list[DocumentStore]) -> tuple[list[Failure], list[Pending]]:
-        """Documents one of the stores written cannot hold (a title too long for its column) reach neither: the
-        stores would disagree, and a rollback would lose them."""
+        """Documents the shadow cannot hold (a title too long for its column) reach neither store: the stores
+        would disagree, and a rollback would lose them."""
         failures: list[Failure] = []
         for store in stores:
             check = getattr(store, "misfits", None)
