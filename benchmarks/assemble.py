@@ -42,7 +42,7 @@ from streams.migration.template_reader import KeyRange
 from streams.stores.factory import open_store
 from tests.integration.pipeline import create_topic, read_topic
 from tests.integration.processes import AppProcess
-from tests.integration.services import scratch_database, unique_name
+from tests.integration.services import drop_captures, scratch_database, unique_name
 from tests.integration.test_assemble import Writer, stored_documents, template_documents
 from tests.live_migration import run_live_migration
 
@@ -65,18 +65,6 @@ def backfill(url: str, mongo_uri: str, database: str) -> None:
         snapshot.close()
         store.close()
         engine.dispose()
-
-
-def drop_captures(url: str) -> None:
-    connection = psycopg2.connect(url)
-    connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                       "WHERE database = current_database()")
-        cursor.execute("SELECT pubname FROM pg_publication")
-        for (name,) in cursor.fetchall():
-            cursor.execute(f'DROP PUBLICATION "{name}"')
-    connection.close()
 
 
 def settled_count(bootstrap: str, topic: str, quiet_s: float = 3.0, timeout_s: float = 300) -> int:

@@ -7,23 +7,29 @@ batch counts as done) and a repair loop in this app writes them again until the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 
 from pydantic import Field
 
-from sinks.base import AppOptions, Failure, Outcome, SinkApp
-from sinks.mongo import TRACK_INDEXES, to_change
+from sinks.base import AppOptions, Outcome, SinkApp
+from sinks.changes import pending_changes, to_change
+from sinks.mongo import TRACK_INDEXES
 from streams import settings
+from streams.catalog.dburl import mask_password
 from streams.errors import ServiceUnavailableError
-from streams.migration.dual_write import DualWriter, Outbox, Pending, repair_topic
+from streams.migration.dual_write import DualWriter, Outbox, repair_topic
 from streams.migration.phases import FixedPhase, Phase, PhaseView, StoreRole, SwitchState, routing
 from streams.migration.repair import RepairLoop
 from streams.migration.shadow_metrics import ShadowMetrics
 from streams.migration.switch_watch import SwitchWatch, open_phase_view
 from streams.migration.template import catalog_template_path
 from streams.records import Record
-from streams.stores.base import DocumentStore
+from streams.stores.base import DocumentStore, StoreWriter
+from streams.stores.embedded import SCHEME as EMBEDDED_SCHEME
 from streams.stores.factory import open_relational_store, open_store
+from streams.stores.mongo import masked_uri
+from streams.stores.process import StoreProcess
 
 
 class DualWriteOptions(AppOptions):
@@ -41,6 +47,37 @@ class DualWriteOptions(AppOptions):
     chunk_size: int = Field(default=100, ge=1, le=100_000, description="Documents per store write; the shadow "
                                                                        "writes one chunk while the primary writes "
                                                                        "the next.")
+    store_processes: bool = Field(default=True, description="Write each database server from a process of its own, "
+                                                            "so the two clients' work runs on two cores (stores in "
+                                                            "local files stay in this process).")
+
+
+def open_rdbms_writer(url: str, template: str, collection: str, writer: str) -> DocumentStore:
+    """The relational store of the template's `collection`, checked against the database."""
+    store = open_relational_store(url, template, collection, writer=writer)
+    try:
+        store.open()
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def open_mongo_writer(uri: str, database: str, collection: str) -> DocumentStore:
+    """The document store, with the track indexes when it holds tracks."""
+    store = open_store(uri, database)
+    try:
+        ensure = getattr(store, "ensure_indexes", None)
+        if ensure is not None and collection == "tracks":
+            ensure(collection, TRACK_INDEXES)
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def _on_a_server(url: str) -> bool:
+    return not url.startswith(("sqlite:", EMBEDDED_SCHEME))
 
 
 class DualWriteSink(SinkApp[DualWriteOptions]):
@@ -53,8 +90,8 @@ class DualWriteSink(SinkApp[DualWriteOptions]):
     def setup(self) -> None:
         """Open both stores, the outbox and the repair loop; retried while a store is unreachable."""
         context = self.context
-        stores = self._open_stores()
         if self.writer is None:
+            stores = self._open_writer_stores()
             metrics = ShadowMetrics(context.metrics.registry, context.stream, context.label, context.instance)
             topic = repair_topic(context.stream, context.label)
             view = self._phase_view()
@@ -75,34 +112,47 @@ class DualWriteSink(SinkApp[DualWriteOptions]):
             return FixedPhase(SwitchState("-", phase, routing(phase).reads, 0))
         return open_phase_view(self.context, migration)
 
-    def _open_stores(self) -> dict[StoreRole, DocumentStore]:
+    def _openers(self) -> dict[StoreRole, tuple[Callable[[], DocumentStore], str, str]]:
+        """How to open each store (picklable, for a store process), its URL, and where it is (no password)."""
         options = self.options
         template = options.template or str(catalog_template_path())
-        rdbms = open_relational_store(options.rdbms_url, template, options.collection,
-                                      writer=f"{self.context.stream}.{self.context.label}")
-        mongo = open_store(options.mongo_uri, options.database)
+        writer = f"{self.context.stream}.{self.context.label}"
+        return {StoreRole.RDBMS: (partial(open_rdbms_writer, options.rdbms_url, template, options.collection, writer),
+                                  options.rdbms_url, mask_password(options.rdbms_url)),
+                StoreRole.MONGO: (partial(open_mongo_writer, options.mongo_uri, options.database, options.collection),
+                                  options.mongo_uri, masked_uri(options.mongo_uri))}
+
+    def _open_stores(self) -> dict[StoreRole, DocumentStore]:
+        """Both stores in this process (the repair loop's)."""
+        opened: dict[StoreRole, DocumentStore] = {}
         try:
-            rdbms.open()
-            ensure = getattr(mongo, "ensure_indexes", None)
-            if ensure is not None and options.collection == "tracks":
-                ensure(options.collection, TRACK_INDEXES)
+            for role, (opener, _url, _where) in self._openers().items():
+                opened[role] = opener()
         except BaseException:
-            rdbms.close()
-            mongo.close()
+            for store in opened.values():
+                store.close()
             raise
-        return {StoreRole.RDBMS: rdbms, StoreRole.MONGO: mongo}
+        return opened
+
+    def _open_writer_stores(self) -> Mapping[StoreRole, StoreWriter]:
+        """The dual writer's stores: each server's in a process of its own unless --store-processes=false."""
+        opened: dict[StoreRole, StoreWriter] = {}
+        try:
+            for role, (opener, url, where) in self._openers().items():
+                isolated = self.options.store_processes and _on_a_server(url)
+                opened[role] = StoreProcess(opener, where) if isolated else opener()
+        except BaseException:
+            for store in opened.values():
+                store.close()
+            raise
+        return opened
 
     def write(self, batch: Sequence[Record]) -> Outcome:
         assert self.writer is not None and self.repair is not None, "write() before setup()"
         if self.repair.error is not None:
             raise ServiceUnavailableError(f"the repair loop stopped: {self.repair.error}")
         outcome = Outcome()
-        items: list[Pending] = []
-        for record in batch:
-            try:
-                items.append(Pending(record, to_change(record)))
-            except ValueError as exc:
-                outcome.failures.append(Failure(record, [{"field": "", "message": str(exc)}], kind="unwritable"))
+        items, outcome.failures = pending_changes(batch)
         if items:
             outcome.failures += self.writer.write(items)
         return outcome

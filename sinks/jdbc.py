@@ -11,9 +11,9 @@ from collections.abc import Sequence
 
 from pydantic import Field
 
-from sinks.base import AppOptions, Failure, Outcome, SinkApp
-from sinks.mongo import to_change
-from streams.migration.dual_write import Pending, rejected_failures
+from sinks.base import AppOptions, Outcome, SinkApp
+from sinks.changes import pending_changes
+from streams.migration.dual_write import rejected_failures
 from streams.migration.template import catalog_template_path
 from streams.records import Record
 from streams.stores.factory import open_relational_store
@@ -43,12 +43,7 @@ class JdbcSink(SinkApp[JdbcOptions]):
 
     def write(self, batch: Sequence[Record]) -> Outcome:
         outcome = Outcome()
-        items: list[Pending] = []
-        for record in batch:
-            try:
-                items.append(Pending(record, to_change(record)))
-            except ValueError as exc:
-                outcome.failures.append(Failure(record, [{"field": "", "message": str(exc)}], kind="unwritable"))
+        items, outcome.failures = pending_changes(batch)
         if items:
             assert self.store is not None, "write() before setup()"
             result = self.store.apply(self.options.collection, [item.change for item in items])

@@ -8,18 +8,15 @@ with a `tf-collection` header (assemble's) goes to that collection, others to `-
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
-from typing import Any
 
-import orjson
 from pydantic import Field
 
 from sinks.base import AppOptions, Failure, Outcome, SinkApp
+from sinks.changes import to_change
 from streams import settings
-from streams.catalog.models import timestamp_version
 from streams.errors import ConfigError
-from streams.records import COLLECTION_HEADER, VERSION_HEADER, Record
-from streams.stores.base import Change, DocumentStore, checked_name, storable_key, storable_version
+from streams.records import COLLECTION_HEADER, Record
+from streams.stores.base import Change, DocumentStore, checked_name
 from streams.stores.factory import open_store
 
 TRACK_INDEXES = ("isrc", "album.album_id", "artists.artist_id")
@@ -67,37 +64,3 @@ class MongoSink(SinkApp[MongoOptions]):
     def close(self) -> None:
         if self.store is not None:
             self.store.close()
-
-
-def to_change(record: Record) -> Change:
-    """The guarded write a normalized record asks for; ValueError says why it cannot be written."""
-    try:
-        document: dict[str, Any] = orjson.loads(record.value)
-    except (orjson.JSONDecodeError, TypeError) as exc:
-        raise ValueError(f"value is not JSON: {exc}") from None
-    if not isinstance(document, dict):
-        raise ValueError("value is not a JSON object")
-    deleting = document.get("op") == "delete"
-    key = document.get("_id")
-    if deleting and key is None:
-        key = document.get("track_id")
-    if key is None:
-        raise ValueError("no key: a document needs '_id', a delete needs '_id' (or a track's 'track_id')")
-    return Change(key=storable_key(key), version=storable_version(_version(record, document)),
-                  document=None if deleting else document)
-
-
-def _version(record: Record, document: dict[str, Any]) -> int:
-    header = record.headers.get(VERSION_HEADER)
-    if header is not None:
-        try:
-            return int(header)
-        except ValueError:
-            raise ValueError(f"header {VERSION_HEADER} is not an integer: {header!r}") from None
-    updated_at = document.get("updated_at")
-    if not isinstance(updated_at, str):
-        raise ValueError(f"no version: needs a {VERSION_HEADER} header or an 'updated_at' timestamp")
-    try:
-        return timestamp_version(datetime.fromisoformat(updated_at))
-    except ValueError:
-        raise ValueError(f"updated_at is not an ISO-8601 timestamp: {updated_at!r}") from None

@@ -27,7 +27,7 @@ from streams.catalog.dburl import to_sqlalchemy_url
 from streams.catalog.generator import generate_catalog
 from streams.serde import business_fields, canonical_json
 from tests.integration.pipeline import read_topic
-from tests.integration.services import scratch_database, unique_name
+from tests.integration.services import drop_captures, scratch_database, unique_name
 from tests.live_writer import CatalogWriter
 from tests.migration_oracle import CATALOG_TEMPLATE, assembled_tracks
 
@@ -75,21 +75,8 @@ def catalog(server_url: str, tracks: int) -> Iterator[tuple[str, Engine, float]]
             yield url, engine, time.perf_counter() - started
         finally:
             if engine.dialect.name == "postgresql":
-                drop_slots(engine)
+                drop_captures(url)
             engine.dispose()
-
-
-def drop_slots(engine: Engine, timeout_s: float = 30) -> None:
-    """The stream's slot (inactive a moment after its source stopped), so the scratch database can go."""
-    deadline = time.monotonic() + timeout_s
-    with engine.connect() as conn:
-        while time.monotonic() < deadline and conn.execute(text(
-                "SELECT count(*) FROM pg_replication_slots WHERE database = current_database() AND active")).scalar():
-            conn.rollback()
-            time.sleep(0.2)
-        conn.execute(text("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                          "WHERE database = current_database()"))
-        conn.commit()
 
 
 class Backlog:

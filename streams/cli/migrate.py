@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from typing import Any
 
@@ -11,6 +10,7 @@ import click
 from streams.catalog.dburl import mask_password
 from streams.cli.migration_options import collection_names, password_options, source_and_target, with_password
 from streams.cli.progress import Progress
+from streams.cli.run_views import counts_line, echo_run, echo_runs, tail_lines
 from streams.errors import ConfigError
 from streams.migration.backfill import MigrateReport, MigrationJob, plan_chunks, rebind_template
 from streams.migration.runs import MigrationRuns, RunProgress
@@ -150,29 +150,19 @@ def status(run_id: str | None, as_json: bool) -> None:
     with open_state() as state:
         runs = MigrationRuns(state)
         progress = runs.progress(run_id or runs.latest())
-    if as_json:
-        click.echo(json.dumps(progress.as_json(), indent=2))
-        return
-    click.echo(_status_text(progress))
+    echo_run(progress, as_json, _status_text)
 
 
 def _status_text(p: RunProgress) -> str:
-    share = 100 * p.rows_done / p.rows_planned if p.rows_planned else 100.0
     lines = [f"migration {p.id}: {p.status}",
              f"  {p.source} → {p.target} through {p.template}",
-             f"  chunks {p.chunks_done:,}/{p.chunks:,}, rows {p.rows_done:,}/{p.rows_planned:,} ({share:.0f}%)"]
-    if p.rows_per_second:
-        eta = f", ETA {p.eta_seconds:,.0f}s" if p.eta_seconds is not None else ""
-        lines.append(f"  {p.rows_per_second:,.0f} rows/s{eta}")
+             counts_line("chunks", p.chunks_done, p.chunks, p.rows_done, p.rows_planned)]
     for name, item in p.per_collection.items():
         lines.append(f"  {name}: chunks {item['chunks_done']:,}/{item['chunks']:,}, "
                      f"rows {item['rows_done']:,}/{item['rows_planned']:,}")
     if p.snapshot:
         lines.append(f"  snapshot: {', '.join(f'{k} {v}' for k, v in p.snapshot.items() if k != 'snapshot')}")
-    if p.error:
-        lines.append(f"  error: {p.error}")
-    if p.status in ("stopped", MigrationStatus.INTERRUPTED, MigrationStatus.FAILED):
-        lines.append(f"  resume with: tuneflow migrate resume {p.id}")
+    lines += tail_lines(p.rows_per_second, p.eta_seconds, p.error, p.status, f"tuneflow migrate resume {p.id}")
     return "\n".join(lines)
 
 
@@ -183,14 +173,9 @@ def list_runs(as_json: bool) -> None:
     with open_state() as state:
         runs = MigrationRuns(state)
         found = [runs.progress(run_id) for run_id in runs.ids()]
-    if as_json:
-        click.echo(json.dumps([p.as_json() for p in found], indent=2))
-        return
-    if not found:
-        click.echo("no migrations yet")
-    for p in found:
-        click.echo(f"{p.id}  {p.status:<11}  {p.rows_done:>12,}/{p.rows_planned:<12,}  "
-                   f"{p.created_at:%Y-%m-%d %H:%M}  {', '.join(p.collections)}")
+    echo_runs(found, as_json, lambda p: f"{p.id}  {p.status:<11}  {p.rows_done:>12,}/{p.rows_planned:<12,}  "
+                                        f"{p.created_at:%Y-%m-%d %H:%M}  {', '.join(p.collections)}",
+              "no migrations yet")
 
 
 @migrate.command("cancel")

@@ -16,6 +16,7 @@ from streams.catalog.dburl import mask_password
 from streams.cli.errors import EXIT_FAILURE
 from streams.cli.migration_options import collection_names, password_options, source_and_target, with_password
 from streams.cli.progress import Progress
+from streams.cli.run_views import counts_line, echo_run, echo_runs, tail_lines
 from streams.migration.backfill import Pace, rebind_template
 from streams.migration.runs import ChunkPlan
 from streams.migration.snapshot import Snapshot, open_snapshot
@@ -216,10 +217,7 @@ def status(run_id: str | None, as_json: bool) -> None:
     with open_state() as state:
         runs = VerifyRuns(state)
         progress = runs.progress(run_id or runs.latest())
-    if as_json:
-        click.echo(json.dumps(progress.as_json(), indent=2))
-        return
-    click.echo(_status_text(progress))
+    echo_run(progress, as_json, _status_text)
 
 
 def _verdict(p: VerifyProgress) -> str:
@@ -230,22 +228,15 @@ def _verdict(p: VerifyProgress) -> str:
 
 def _status_text(p: VerifyProgress) -> str:
     r = p.result
-    share = 100 * p.rows_done / p.rows_planned if p.rows_planned else 100.0
     lines = [f"verify {r.id}: {_verdict(p)}",
              f"  {r.source} → {r.target} ({r.database}) through {p.template}",
-             f"  ranges {p.ranges_done:,}/{p.ranges:,}, rows {p.rows_done:,}/{p.rows_planned:,} ({share:.0f}%)",
+             counts_line("ranges", p.ranges_done, p.ranges, p.rows_done, p.rows_planned),
              f"  so far: missing {p.missing:,}, extra {p.extra:,}, different {p.different:,}"]
-    if p.rows_per_second:
-        eta = f", ETA {p.eta_seconds:,.0f}s" if p.eta_seconds is not None else ""
-        lines.append(f"  {p.rows_per_second:,.0f} rows/s{eta}")
     if r.finished_at is not None:
         lines.append(f"  finished {r.finished_at:%Y-%m-%d %H:%M:%S}Z, source position {r.position}")
     if r.since is not None:
         lines.append(f"  only documents written above version {r.since}")
-    if p.error:
-        lines.append(f"  error: {p.error}")
-    if r.status in ("stopped", MigrationStatus.INTERRUPTED, MigrationStatus.FAILED):
-        lines.append(f"  resume with: tuneflow verify resume {r.id}")
+    lines += tail_lines(p.rows_per_second, p.eta_seconds, p.error, r.status, f"tuneflow verify resume {r.id}")
     return "\n".join(lines)
 
 
@@ -256,11 +247,6 @@ def list_runs(as_json: bool) -> None:
     with open_state() as state:
         runs = VerifyRuns(state)
         found = [runs.progress(run_id) for run_id in runs.ids()]
-    if as_json:
-        click.echo(json.dumps([p.as_json() for p in found], indent=2))
-        return
-    if not found:
-        click.echo("no verify runs yet")
-    for p in found:
-        click.echo(f"{p.result.id}  {_verdict(p):<20}  {p.rows_done:>12,}/{p.rows_planned:<12,}  "
-                   f"{p.result.created_at:%Y-%m-%d %H:%M}  {', '.join(p.result.collections)}")
+    echo_runs(found, as_json, lambda p: f"{p.result.id}  {_verdict(p):<20}  {p.rows_done:>12,}/{p.rows_planned:<12,}  "
+                                        f"{p.result.created_at:%Y-%m-%d %H:%M}  {', '.join(p.result.collections)}",
+              "no verify runs yet")

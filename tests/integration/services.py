@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -60,3 +61,22 @@ def scratch_database(server_url: str, prefix: str = "tf_test") -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f"DROP DATABASE IF EXISTS {quoted}" + (" WITH (FORCE)" if postgres else "")))
         admin.dispose()
+
+
+def drop_captures(url: str, wait_s: float = 30) -> None:
+    """The replication slots and publications in PostgreSQL database `url` (a slot keeps WAL on the server after its
+    database is gone), once no source reads them (a slot is busy a moment after its reader stopped)."""
+    engine = create_engine(to_sqlalchemy_url(url), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            deadline = time.monotonic() + wait_s
+            while time.monotonic() < deadline and conn.execute(text(
+                    "SELECT count(*) FROM pg_replication_slots WHERE database = current_database() AND active")
+                    ).scalar():
+                time.sleep(0.2)
+            conn.execute(text("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                              "WHERE database = current_database() AND NOT active"))
+            for name in conn.execute(text("SELECT pubname FROM pg_publication")).scalars().all():
+                conn.execute(text(f'DROP PUBLICATION "{name}"'))
+    finally:
+        engine.dispose()

@@ -26,7 +26,7 @@ from streams.migration.template_reader import KeyRange
 from streams.serde import business_fields
 from tests.integration.pipeline import create_topic, read_topic, running
 from tests.integration.processes import AppProcess, wait_for
-from tests.integration.services import scratch_database, unique_name
+from tests.integration.services import drop_captures, scratch_database, unique_name
 
 COLLECTIONS = ("tracks", "albums", "artists")
 
@@ -44,15 +44,7 @@ def database(postgres_url: str) -> Iterator[str]:
         try:
             yield url
         finally:
-            connection = psycopg2.connect(url)
-            connection.autocommit = True
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                               "WHERE database = current_database()")
-                cursor.execute("SELECT pubname FROM pg_publication")
-                for (name,) in cursor.fetchall():
-                    cursor.execute(f'DROP PUBLICATION "{name}"')
-            connection.close()
+            drop_captures(url)
 
 
 class Writer(threading.Thread):

@@ -32,7 +32,7 @@ from tests.integration.cdc_replay import (
 )
 from tests.integration.pipeline import create_topic, read_topic
 from tests.integration.processes import AppProcess, wait_for
-from tests.integration.services import scratch_database, unique_name
+from tests.integration.services import drop_captures, scratch_database, unique_name
 from tests.integration.test_stream_lifecycle import Cli
 
 TABLES = ("artist", "album", "album_artist", "track", "track_artist", "genre", "track_genre")
@@ -61,12 +61,7 @@ def cdc_database(postgres_url: str) -> Iterator[str]:
         try:
             yield url
         finally:
-            with connect(url) as cursor:  # the slot would keep WAL on the server after the database is gone
-                cursor.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                               "WHERE database = current_database()")
-                cursor.execute("SELECT pubname FROM pg_publication")
-                for (name,) in cursor.fetchall():
-                    cursor.execute(f'DROP PUBLICATION "{name}"')
+            drop_captures(url)
 
 
 class connect:

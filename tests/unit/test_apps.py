@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from processors.normalize import Normalize, NormalizeOptions
-from sinks.mongo import to_change
+from sinks.changes import to_change
 from streams.catalog.samples import DEFECTS, samples
 from streams.errors import ConfigError
 from streams.records import VERSION_HEADER, Record

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from processors.normalize import Normalize, NormalizeOptions
-from sinks.mongo import to_change
+from sinks.changes import to_change
 from streams.catalog.models import BIGINT_MAX, SMALLINT_MAX
 from streams.records import VERSION_HEADER, Record
 from tests.unit.fixtures import track_payload
