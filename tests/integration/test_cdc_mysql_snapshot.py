@@ -3,7 +3,6 @@ undeployed and redeployed, and a snapshot killed mid-way that resumes after its 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,11 +15,10 @@ from streams.records import VERSION_HEADER
 from streams.runtime.metrics import metric_sum
 from tests.integration.cdc_replay import (
     Message,
-    TopicTail,
     checksums,
     guarded_replay,
-    snapshot_rows_read_once,
 )
+from tests.integration.cdc_snapshot_story import Source, snapshot_under_a_writer_converges_and_is_never_repeated
 from tests.integration.pipeline import create_topic, read_topic
 from tests.integration.processes import wait_for
 from tests.integration.services import unique_name
@@ -69,40 +67,15 @@ def test_an_initial_snapshot_of_200000_tracks_converges_with_live_changes_and_is
     topic = f"{stream}.cdc"
     create_topic(kafka_bootstrap, topic, 3)
     snapshot = ["--snapshot=initial", "--snapshot-parallel=2", f"--tables={','.join(ENTITIES)}"]
-    writer = KeyedWriter(database, 100_000, seed=8)
-    writer.start()
-    process = first = source(database, stream, tmp_path, "snap", *snapshot, batch=2000).start()
-    tail = TopicTail(kafka_bootstrap, topic)
-    try:
-        process.wait_ready()
-        wait_for(lambda: snapshot_state(kafka_bootstrap, stream).get("done", False), 120, "the snapshot read",
-                 process)
-        metrics = process.metrics()
-        time.sleep(1)  # the writer goes on after the snapshot, into the stream
-        writer.stopping = True
-        writer.join(30)
-        assert writer.error is None, writer.error
-        assert process.stop() == 0  # undeploy
-        with connect(database) as cursor:  # changes while the source is away
-            cursor.execute("UPDATE genre SET name = CONCAT(name, ' ⏸') WHERE genre_id = 1")
-            cursor.execute("DELETE FROM album_artist ORDER BY album_id, artist_id LIMIT 1")
-        process = source(database, stream, tmp_path, "snap-redeployed", *snapshot, batch=2000).start()  # redeploy
-        process.wait_ready()
-        with connect(database) as cursor:
-            cursor.execute("INSERT INTO genre VALUES (9999, 'Fado')")
-        wait_for(lambda: tail.holds("genre", {"genre_id": 9999}), 60, "the last change in Kafka", process)
-    finally:
-        process.stop()
-        tail.close()
-
-    messages = tail.messages
-    expected = table_rows(database, ENTITIES)
-    read = snapshot_rows_read_once(messages)
-    assert read > 265_000 and metric_sum(metrics, "tuneflow_cdc_snapshot_rows_total") == read  # 200,000 tracks &c.
-    assert "starting the initial snapshot at binlog" in first.log_path.read_text()
-    assert "initial snapshot" not in process.log_path.read_text()  # the redeploy read no second one
-    assert len(writer.committed) > 100  # it kept writing while the snapshot was read
-    assert checksums(guarded_replay(messages)) == checksums(expected)
+    story = Source(
+        start=lambda label: source(database, stream, tmp_path, label, *snapshot, batch=2000).start(),
+        snapshot_done=lambda process: wait_for(lambda: snapshot_state(kafka_bootstrap, stream).get("done", False),
+                                               120, "the snapshot read", process),
+        while_away=["UPDATE genre SET name = CONCAT(name, ' ⏸') WHERE genre_id = 1",
+                    "DELETE FROM album_artist ORDER BY album_id, artist_id LIMIT 1"],
+        connect=connect, table_rows=table_rows, started="starting the initial snapshot at binlog")
+    snapshot_under_a_writer_converges_and_is_never_repeated(  # 200,000 tracks and their entities: 266,000 rows
+        database, kafka_bootstrap, topic, KeyedWriter(database, 100_000, seed=8), story, ENTITIES, 265_000)
 
 
 def covered_by(state: dict[str, Any], table: str, key: dict[str, Any]) -> bool:

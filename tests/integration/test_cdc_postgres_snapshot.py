@@ -17,11 +17,10 @@ from streams.records import VERSION_HEADER
 from streams.runtime.metrics import metric_sum
 from streams.serde import canonical_json
 from tests.integration.cdc_replay import (
-    TopicTail,
     checksums,
     guarded_replay,
-    snapshot_rows_read_once,
 )
+from tests.integration.cdc_snapshot_story import Source, snapshot_under_a_writer_converges_and_is_never_repeated
 from tests.integration.pipeline import create_topic, read_topic
 from tests.integration.processes import AppProcess, wait_for
 from tests.integration.services import unique_name
@@ -224,38 +223,13 @@ def test_an_initial_snapshot_of_200000_tracks_converges_with_live_changes_and_is
         database: str, kafka_bootstrap: str, tmp_path: Path) -> None:
     stream, topic = catalog_and_topic(database, kafka_bootstrap, 200_000, seed=21)
     snapshot = ["--snapshot=initial", "--snapshot-parallel=2", f"--tables={','.join(ENTITIES)}"]
-    writer = KeyedWriter(database, 1_000_000, seed=8)  # until told to stop
-    writer.start()
-    process = first = AppProcess(["cdc-postgres", "--stream", stream, "--label", "cdc", "--batch-size", "2000", "--",
-                                  f"--url={database}", "--heartbeat-s=1", *snapshot], tmp_path, "snap").start()
-    tail = TopicTail(kafka_bootstrap, topic)
-    try:
-        process.wait_ready()
-        wait_for_snapshot_done(kafka_bootstrap, topic, process)
-        metrics = process.metrics()
-        time.sleep(1)  # the writer goes on after the snapshot, into the stream
-        writer.stopping = True
-        writer.join(30)
-        assert writer.error is None, writer.error
-        assert process.stop() == 0  # undeploy
-        with connect(database) as cursor:  # changes while the source is away
-            cursor.execute("UPDATE genre SET name = name || ' ⏸' WHERE genre_id = (SELECT min(genre_id) FROM genre)")
-            cursor.execute("DELETE FROM album_artist WHERE album_id = (SELECT min(album_id) FROM album_artist)")
-        process = AppProcess(["cdc-postgres", "--stream", stream, "--label", "cdc", "--batch-size", "2000", "--",
-                              f"--url={database}", "--heartbeat-s=1", *snapshot], tmp_path, "snap-redeployed").start()
-        process.wait_ready()
-        with connect(database) as cursor:
-            cursor.execute("INSERT INTO genre VALUES (9999, 'Fado')")
-        wait_for(lambda: tail.holds("genre", {"genre_id": 9999}), 60, "the last change in Kafka", process)
-    finally:
-        process.stop()
-        tail.close()
-
-    messages = tail.messages
-    expected = table_rows(database, ENTITIES)
-    read = snapshot_rows_read_once(messages)
-    assert read > 265_000 and metric_sum(metrics, "tuneflow_cdc_snapshot_rows_total") == read  # 200,000 tracks &c.
-    assert "starting the initial snapshot at LSN" in first.log_path.read_text()
-    assert "initial snapshot" not in process.log_path.read_text()  # the redeploy read no second one
-    assert len(writer.committed) > 100  # it kept writing while the snapshot was read
-    assert checksums(guarded_replay(messages)) == checksums(expected)
+    source = Source(
+        start=lambda label: AppProcess(["cdc-postgres", "--stream", stream, "--label", "cdc", "--batch-size", "2000",
+                                        "--", f"--url={database}", "--heartbeat-s=1", *snapshot], tmp_path,
+                                       label).start(),
+        snapshot_done=lambda process: wait_for_snapshot_done(kafka_bootstrap, topic, process),
+        while_away=["UPDATE genre SET name = name || ' ⏸' WHERE genre_id = (SELECT min(genre_id) FROM genre)",
+                    "DELETE FROM album_artist WHERE album_id = (SELECT min(album_id) FROM album_artist)"],
+        connect=connect, table_rows=table_rows, started="starting the initial snapshot at LSN")
+    snapshot_under_a_writer_converges_and_is_never_repeated(  # 200,000 tracks and their entities: 266,000 rows
+        database, kafka_bootstrap, topic, KeyedWriter(database, 1_000_000, seed=8), source, ENTITIES, 265_000)

@@ -225,6 +225,11 @@ def test_no_token_refuses_to_start_unless_insecure(tmp_path: Path) -> None:
         assert server.post("/tracks", body_of(1), token=None).status_code == 202
 
 
+def test_reads_that_follow_a_migration_need_the_rdbms_to_read() -> None:
+    with pytest.raises(ConfigError, match="--migration needs --read-rdbms-url"):
+        Served(MemoryBinder(), {"insecure-no-auth": True, "migration": "catalog"}, run=False)
+
+
 def test_signatures_refuse_bad_stale_replayed_and_unsigned_requests(tmp_path: Path) -> None:
     secret = tmp_path / "hmac"
     secret.write_bytes(SECRET + b"\n")

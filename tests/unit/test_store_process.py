@@ -73,3 +73,10 @@ def test_a_killed_child_is_a_transient_error_and_the_next_call_starts_another(tm
     finally:
         store.close()
     assert result.applied == 1
+
+
+def test_an_unreachable_server_is_the_stores_own_error_without_its_password() -> None:
+    url = "postgresql://tuneflow:s3cret-pw@127.0.0.1:1/catalog"
+    with pytest.raises(TransientError, match="could not open for now") as raised:  # the harness retries set-up
+        StoreProcess(partial(open_rdbms_writer, url, str(CATALOG_TEMPLATE), "tracks", "test"), "postgresql")
+    assert "127.0.0.1:1" in str(raised.value) and "s3cret-pw" not in str(raised.value)
