@@ -18,6 +18,7 @@ from streams.cli.migration_options import collection_names, password_options, so
 from streams.cli.progress import Progress
 from streams.cli.run_views import counts_line, echo_run, echo_runs, tail_lines
 from streams.migration.backfill import Pace, rebind_template
+from streams.migration.recheck import Recheck
 from streams.migration.runs import ChunkPlan
 from streams.migration.snapshot import Snapshot, open_snapshot
 from streams.migration.source import BoundTemplate, load_bound, open_source, source_errors
@@ -30,6 +31,7 @@ from streams.stores.base import checked_name
 from streams.stores.factory import open_store
 
 SINCE_KEY = "since"
+RECHECK_KEY = "recheck_s"
 
 
 @click.group("verify", invoke_without_command=True)
@@ -42,13 +44,17 @@ SINCE_KEY = "since"
               help="Re-check only the target documents written above this version (a CDC catch-up).")
 @click.option("--throttle", type=click.FloatRange(min=1), default=None, metavar="ROWS_PER_S",
               help="At most this many source rows per second (spares a live source).")
+@click.option("--recheck", "recheck_s", type=click.FloatRange(min=0), default=0, show_default=True,
+              metavar="SECONDS",
+              help="Writers still writing: read each differing key again on both sides for up to this long; a key "
+                   "both sides are seen to agree on is cleared (counted as such).")
 @click.option("--migration", metavar="NAME", default=None,
               help="The migration this verify is for: the switch's gate counts its clean, full runs.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def verify(ctx: click.Context, source: str | None, target: str | None, template_path: str | None,
            collections: tuple[str, ...], database: str, chunk_rows: int, sample: int, since: int | None,
-           throttle: float | None, migration: str | None, as_json: bool) -> int | None:
+           throttle: float | None, recheck_s: float, migration: str | None, as_json: bool) -> int | None:
     """Compare SOURCE (through the template) with TARGET by key-range hashes; name missing, extra, different keys.
 
     Exit 0 when they match, 1 on any difference, 2 on bad input. `verify resume ID` goes on with a stopped run;
@@ -71,7 +77,7 @@ def verify(ctx: click.Context, source: str | None, target: str | None, template_
                                  source_url=source, target_url=target, database=database,
                                  collections=[c.name for c in bound.collections],
                                  options={"chunk_rows": chunk_rows, "sample": sample, SINCE_KEY: since,
-                                          "throttle": throttle, MIGRATION_KEY: migration})
+                                          "throttle": throttle, RECHECK_KEY: recheck_s, MIGRATION_KEY: migration})
             click.echo(f"verify {run_id}: {mask_password(source)} → {mask_password(target)} ({database}), "
                        f"{', '.join(c.name for c in bound.collections)}", err=True)
             with source_errors(source):
@@ -82,7 +88,7 @@ def verify(ctx: click.Context, source: str | None, target: str | None, template_
                                   for chunk in (plan_ranges(conn, reader, chunk_rows) if since is None
                                                 else [ChunkPlan(reader.collection.name, 0, None, None, 0)])]
                     runs.plan(run_id, ranges, snapshot.describe())
-                    _execute(runs, run_id, bound, snapshot, target, database, sample, since, throttle)
+                    _execute(runs, run_id, bound, snapshot, target, database, sample, since, throttle, recheck_s)
                 finally:
                     snapshot.close()
             return _report(runs, run_id, sample, as_json)
@@ -119,7 +125,8 @@ def resume(run_id: str, source_password: str | None, target_password: str | None
                 try:
                     runs.begin(run_id, snapshot.describe())
                     _execute(runs, run_id, bound, snapshot, target, run.database, run.options.get("sample", 10),
-                             run.options.get(SINCE_KEY), throttle or run.options.get("throttle"))
+                             run.options.get(SINCE_KEY), throttle or run.options.get("throttle"),
+                             run.options.get(RECHECK_KEY) or 0)
                 finally:
                     snapshot.close()
         finally:
@@ -128,7 +135,7 @@ def resume(run_id: str, source_password: str | None, target_password: str | None
 
 
 def _execute(runs: VerifyRuns, run_id: str, bound: BoundTemplate, snapshot: Snapshot, target: str, database: str,
-             sample: int, since: int | None, throttle: float | None) -> None:
+             sample: int, since: int | None, throttle: float | None, recheck_s: float) -> None:
     """Compare the run's pending ranges, checkpointing each; the run ends finished, interrupted or failed."""
     pending = runs.pending(run_id)
     pace, never = Pace(throttle), threading.Event()
@@ -144,9 +151,10 @@ def _execute(runs: VerifyRuns, run_id: str, bound: BoundTemplate, snapshot: Snap
                 ranges = [chunk for chunk in pending if chunk.collection == collection]
                 if not ranges:
                     continue
-                _compare(runs, run_id, RangeVerifier(conn, bound.readers[collection], store, collection,
-                                                     sample=sample, on_rows=on_rows),
-                         ranges, position, since)
+                reader = bound.readers[collection]
+                recheck = Recheck(snapshot.engine.connect, reader, store, collection, recheck_s) if recheck_s else None
+                _compare(runs, run_id, RangeVerifier(conn, reader, store, collection, sample=sample, on_rows=on_rows),
+                         ranges, position, since, recheck)
     except KeyboardInterrupt:
         runs.end(run_id, MigrationStatus.INTERRUPTED, "interrupted")
         click.echo(f"interrupted: `tuneflow verify resume {run_id}` goes on from the last finished range", err=True)
@@ -160,16 +168,19 @@ def _execute(runs: VerifyRuns, run_id: str, bound: BoundTemplate, snapshot: Snap
 
 
 def _compare(runs: VerifyRuns, run_id: str, verifier: RangeVerifier, ranges: list[ChunkPlan], position: int | None,
-             since: int | None) -> None:
+             since: int | None, recheck: Recheck | None) -> None:
+    def settled(diff: CollectionDiff) -> CollectionDiff:
+        return diff if recheck is None else recheck(diff)
+
     if since is not None:
         for chunk in ranges:
             runs.started(run_id, chunk)
-            diff = verifier.run_since(since)
+            diff = settled(verifier.run_since(since))
             runs.finished(run_id, chunk, diff, rows=diff.target_documents, position=position)
         return
 
     def checkpoint(chunk: ChunkPlan, diff: CollectionDiff, rows: int) -> None:
-        runs.finished(run_id, chunk, diff, rows=rows, position=position)
+        runs.finished(run_id, chunk, settled(diff), rows=rows, position=position)
 
     verifier.run_ranges(ranges, checkpoint, before=lambda chunk: runs.started(run_id, chunk))
 
@@ -201,7 +212,8 @@ def _text(diff: CollectionDiff) -> str:
     lines = [f"{diff.collection}: source {diff.source_documents:,}, target {diff.target_documents:,} — "
              f"missing {diff.missing:,}, extra {diff.extra:,}, different {diff.different:,}"
              + (f", rejected by the template {diff.rejected:,}" if diff.rejected else "")
-             + f" ({diff.ranges:,} ranges, {diff.ranges_mismatched:,} differing)"]
+             + f" ({diff.ranges:,} ranges, {diff.ranges_mismatched:,} differing)"
+             + (f"; {diff.cleared:,} in flight during the pass, seen to agree on a recheck" if diff.cleared else "")]
     for sample in diff.samples:
         lines.append(f"  {sample.kind} {sample.key!r}")
         for item in sample.fields:

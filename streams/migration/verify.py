@@ -93,6 +93,7 @@ class CollectionDiff:
     ranges_mismatched: int = 0
     samples: list[Difference] = field(default_factory=list)
     keys: dict[str, list[Any]] = field(default_factory=lambda: {"missing": [], "extra": [], "different": []})
+    cleared: int = 0  # differences a recheck saw both sides agree on (writes in flight during the pass)
 
     @property
     def ok(self) -> bool:
@@ -101,7 +102,7 @@ class CollectionDiff:
     def add(self, other: CollectionDiff, sample: int, keep_keys: int) -> None:
         """Count `other`'s differences in, keeping at most `keep_keys` keys of a kind and `sample` samples."""
         for name in ("source_documents", "target_documents", "missing", "extra", "different", "rejected", "ranges",
-                     "ranges_mismatched"):
+                     "ranges_mismatched", "cleared"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for kind, keys in other.keys.items():
             self.keys[kind].extend(keys[: max(0, keep_keys - len(self.keys[kind]))])
@@ -109,7 +110,7 @@ class CollectionDiff:
 
     def findings(self) -> dict[str, Any]:
         """The keys and samples, as JSON keeps them."""
-        return {"keys": self.keys,
+        return {"keys": self.keys, "cleared": self.cleared,
                 "samples": [{"key": s.key, "kind": s.kind, "fields": s.fields} for s in self.samples]}
 
     def found(self, difference: Difference, sample: int, keep_keys: int) -> None:
@@ -121,8 +122,12 @@ class CollectionDiff:
             self.samples.append(difference)
 
 
-def _digest(document: dict[str, Any]) -> bytes:
+def content_digest(document: dict[str, Any]) -> bytes:
+    """A 16-byte digest of what verify compares of a document."""
     return hashlib.blake2b(_canonical(document), digest_size=16).digest()
+
+
+_digest = content_digest
 
 
 def _canonical(document: dict[str, Any]) -> bytes:

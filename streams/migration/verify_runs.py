@@ -89,7 +89,8 @@ class VerifyRuns(ChunkedRuns):
                 done=True, rows=rows, source_documents=diff.source_documents,
                 target_documents=diff.target_documents, missing=diff.missing, extra=diff.extra,
                 different=diff.different, rejected=diff.rejected, mismatched=diff.ranges_mismatched,
-                findings=diff.findings() if not diff.ok else None, position=position, finished_at=utcnow()))
+                findings=diff.findings() if not diff.ok or diff.cleared else None, position=position,
+                finished_at=utcnow()))
 
     def end(self, run_id: str, status: MigrationStatus, error: str | None = None) -> None:
         """The run stops; once every range is done it is finished, with its verdict and the position it covered."""
@@ -120,7 +121,7 @@ class VerifyRuns(ChunkedRuns):
                                       different=item.different, rejected=item.rejected, ranges=1,
                                       ranges_mismatched=item.mismatched,
                                       samples=[Difference(s["key"], s["kind"], s["fields"])
-                                               for s in findings["samples"]])
+                                               for s in findings["samples"]], cleared=findings.get("cleared", 0))
                 for kind, keys in findings["keys"].items():
                     part.keys[kind] = list(keys)
                 diffs.setdefault(item.collection, CollectionDiff(item.collection)).add(part, sample, keep_keys)

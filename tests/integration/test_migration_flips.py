@@ -2,7 +2,8 @@
 FerretDB: `http | normalize | dual-write`, both following the switch of one migration.
 
 Flips: HTTP writes at 500 tracks/s while the switch goes legacy → dual-rdbms-primary (then `migrate start`
-backfills the document store) → dual-mongo-primary, and five times back and forward again; afterwards every
+backfills the document store, and `verify --recheck` finds the stores agreeing under the load) → dual-mongo-primary
+through the gate, and five times back and forward again through it; afterwards every
 acknowledged write is in both stores at its newest version, `verify` is clean, and no `GET /tracks/{id}` ever
 returned an older version than a read before it had seen. Outage: the shadow store stops for 30 s; the primary
 goes on, the backlog rises, a flip is refused naming it, and the backlog is repaired to zero.
@@ -98,9 +99,9 @@ class Migration:
     def lag(self) -> float:
         return sum(s["lag"] for s in self.status())
 
-    def verify(self) -> subprocess.CompletedProcess[str]:
+    def verify(self, *extra: str) -> subprocess.CompletedProcess[str]:
         return self.tuneflow("verify", "--source", self.rdbms_url, "--target", self.ferretdb.uri, "--template",
-                             str(CATALOG_TEMPLATE), "--collections", "tracks", "--database", self.database)
+                             str(CATALOG_TEMPLATE), "--collections", "tracks", "--database", self.database, *extra)
 
     def in_rdbms(self, keys: list[int]) -> dict[int, Document]:
         store = RelationalStore(self.rdbms_url, load_template(CATALOG_TEMPLATE))
@@ -177,8 +178,8 @@ def test_flips_under_load_lose_no_write_and_never_read_older(migration: Migratio
     writer = TrackWriter(migration.url, catalog, HOT_TRACKS, RATE)
     reader = TrackReader(migration.url, writer.ledger, [d["_id"] for d in catalog[:HOT_TRACKS]])
     rate = SinkRate(migration)
-    forced = ("--force", "--reason", "verify runs are not recorded yet: the test verifies at the end")
-    moves = [("rollback",), ("forward", *forced)] * 5
+    gated = ("--catch-up", "none")  # every write goes through dual-write: no catch-up stream to wait for
+    moves = [("rollback",), ("forward", *gated)] * 5
 
     def flip(*args: str) -> None:
         migration.ok("switch", *args, "--migration", migration.name)
@@ -196,7 +197,13 @@ def test_flips_under_load_lose_no_write_and_never_read_older(migration: Migratio
         migration.ok("migrate", "start", "--source", migration.rdbms_url, "--target", migration.ferretdb.uri,
                      "--template", str(CATALOG_TEMPLATE), "--collections", "tracks", "--database",
                      migration.database)
-        flip("forward", *forced)  # → dual-mongo-primary
+        # the gate's clean verify, taken under the load: keys written during the pass are read again until the
+        # stores agree; the forward moves below pass the gate with it
+        verified = migration.verify("--recheck", "20", "--migration", migration.name, "--json")
+        assert verified.returncode == 0, f"verify under load:\n{verified.stdout[-3000:]}\n{verified.stderr[-3000:]}"
+        (tracks,) = orjson.loads(verified.stdout)["collections"]
+        log(f"verify under load: clean, {tracks['cleared']} differences in flight during the pass, then agreeing")
+        flip("forward", *gated)  # → dual-mongo-primary, through the gate
         for move in moves:
             time.sleep(1)
             flip(*move)
@@ -213,6 +220,7 @@ def test_flips_under_load_lose_no_write_and_never_read_older(migration: Migratio
         reader.stop()
     rate.sample("drained")
     history = orjson.loads(migration.ok("switch", "history", "--migration", migration.name, "--json"))
+    assert not any(c["forced"] for c in history)  # every forward move passed the gate
     assert [(c["from"], c["to"]) for c in history if c["outcome"].startswith("done")] == [
         ("legacy", "dual-rdbms-primary"), ("dual-rdbms-primary", "dual-mongo-primary"),
         *[("dual-mongo-primary", "dual-rdbms-primary"), ("dual-rdbms-primary", "dual-mongo-primary")] * 5]
