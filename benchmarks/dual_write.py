@@ -2,8 +2,7 @@
 
 Each store's ceiling is its own store's `apply` of the changes, in the chunks dual-write writes them in
 (PostgreSQL through the catalog template's inverse, FerretDB through the mongo store); dual-write is the same
-changes through `DualWriter` (primary first, the shadow one chunk behind), with each store in a process of its own
-as the `dual-write` sink runs them (and again with both in one process), inserts then updates, each on fresh
+changes through `DualWriter` (primary first, the shadow one chunk behind), inserts then updates, each on fresh
 targets. Each run also reports the machine's busy core-milliseconds per document: the stores' servers and the
 client share its cores.
 """
@@ -15,15 +14,13 @@ import os
 import statistics
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import partial
 from typing import Any
 
 from pymongo import MongoClient
 
 from benchmarks.harness import REPEATS, cpu_busy_s
-from sinks.dual_write import open_mongo_writer, open_rdbms_writer
 from streams.binders.memory import MemoryBinder
 from streams.catalog.dburl import make_engine
 from streams.catalog.legacy import create_legacy_schema
@@ -32,9 +29,8 @@ from streams.migration.phases import FixedPhase, Phase, StoreRole, SwitchState, 
 from streams.migration.shadow_metrics import ShadowMetrics
 from streams.migration.template import load_template
 from streams.records import Record
-from streams.stores.base import Change, DocumentStore, StoreWriter
+from streams.stores.base import Change, DocumentStore
 from streams.stores.mongo import MongoStore
-from streams.stores.process import StoreProcess
 from streams.stores.relational import RelationalStore
 from tests.integration.services import scratch_database
 from tests.migration_oracle import CATALOG_TEMPLATE
@@ -47,9 +43,8 @@ CHUNK = 100  # dual-write's default --chunk-size: each store's ceiling writes in
 
 
 @contextmanager
-def _targets(env: dict[str, str]) -> Iterator[tuple[dict[StoreRole, DocumentStore],
-                                                  dict[StoreRole, Callable[[], DocumentStore]]]]:
-    """Fresh stores, and how to open them again (the sink's openers, for store processes)."""
+def _targets(env: dict[str, str]) -> Iterator[dict[StoreRole, DocumentStore]]:
+    """Fresh stores: the scratch database's tables through the catalog template, a scratch FerretDB database."""
     database = f"tf_bench_dw_{uuid.uuid4().hex[:8]}"
     with scratch_database(env["TUNEFLOW_PG_URL"], prefix="tf_bench_dw") as url:
         engine = make_engine(url)
@@ -59,9 +54,7 @@ def _targets(env: dict[str, str]) -> Iterator[tuple[dict[StoreRole, DocumentStor
         rdbms.open(["tracks"])
         mongo = MongoStore(env["TUNEFLOW_MONGO_URI"], database)
         try:
-            yield {StoreRole.RDBMS: rdbms, StoreRole.MONGO: mongo}, {
-                StoreRole.RDBMS: partial(open_rdbms_writer, url, str(CATALOG_TEMPLATE), "tracks", "tuneflow"),
-                StoreRole.MONGO: partial(open_mongo_writer, env["TUNEFLOW_MONGO_URI"], database, "tracks")}
+            yield {StoreRole.RDBMS: rdbms, StoreRole.MONGO: mongo}
         finally:
             rdbms.close()
             mongo.close()
@@ -79,30 +72,22 @@ def _batches(changes: list[Change]) -> list[list[Change]]:
     return [changes[start:start + BATCH] for start in range(0, len(changes), BATCH)]
 
 
-def _timed(env: dict[str, str], name: str, write: Callable[[Mapping[StoreRole, StoreWriter], list[Change]], None],
-           in_processes: bool = False) -> list[dict[str, Any]]:
+def _timed(env: dict[str, str], name: str, write: Callable[[dict[StoreRole, DocumentStore], list[Change]], None]
+           ) -> list[dict[str, Any]]:
     """Inserts, then updates of stored documents, each `REPEATS` times on fresh targets: the rate, and the machine's
     busy core-seconds per document (every process: the stores' servers, the client)."""
     results = []
     for label, changes in zip(("insert", "update"), _rounds(), strict=True):
         rates, cpu = [], []
         for _ in range(REPEATS):
-            with _targets(env) as (stores, openers):
+            with _targets(env) as stores:
                 if label == "update":
                     for batch in _batches(_rounds()[0]):  # the documents exist before they are updated
                         for store in stores.values():
                             store.apply("tracks", batch)
-                writers: Mapping[StoreRole, StoreWriter] = stores
-                if in_processes:  # started before the clock, as the sink starts them in its set-up
-                    writers = {role: StoreProcess(opener, role.value) for role, opener in openers.items()}
-                try:
-                    busy, started = cpu_busy_s(), time.perf_counter()
-                    write(writers, changes)
-                    seconds = time.perf_counter() - started
-                finally:
-                    if in_processes:
-                        for writer in writers.values():
-                            writer.close()
+                busy, started = cpu_busy_s(), time.perf_counter()
+                write(stores, changes)
+                seconds = time.perf_counter() - started
                 rates.append(len(changes) / seconds)
                 cpu.append((cpu_busy_s() - busy) / len(changes) * 1000)
         result = {"name": f"{name} ({label})", "unit": "records/s", "items": len(changes),
@@ -118,14 +103,14 @@ def _timed(env: dict[str, str], name: str, write: Callable[[Mapping[StoreRole, S
 def run_all(env: dict[str, str]) -> dict[str, Any]:
     phase = Phase.DUAL_RDBMS_PRIMARY
 
-    def raw(role: StoreRole) -> Callable[[Mapping[StoreRole, StoreWriter], list[Change]], None]:
-        def write(stores: Mapping[StoreRole, StoreWriter], changes: list[Change]) -> None:
+    def raw(role: StoreRole) -> Callable[[dict[StoreRole, DocumentStore], list[Change]], None]:
+        def write(stores: dict[StoreRole, DocumentStore], changes: list[Change]) -> None:
             for batch in _batches(changes):
                 for start in range(0, len(batch), CHUNK):
                     stores[role].apply("tracks", batch[start:start + CHUNK])
         return write
 
-    def dual(stores: Mapping[StoreRole, StoreWriter], changes: list[Change]) -> None:
+    def dual(stores: dict[StoreRole, DocumentStore], changes: list[Change]) -> None:
         from prometheus_client import CollectorRegistry
 
         view = FixedPhase(SwitchState("bench", phase, routing(phase).reads, 0))
@@ -140,12 +125,9 @@ def run_all(env: dict[str, str]) -> dict[str, Any]:
 
     rdbms, mongo = _timed(env, "rdbms store apply", raw(StoreRole.RDBMS)), _timed(env, "ferretdb store apply",
                                                                                 raw(StoreRole.MONGO))
-    both = _timed(env, f"dual-write {phase.value}", dual, in_processes=True)
-    in_process = _timed(env, f"dual-write {phase.value}, one process", dual)
+    both = _timed(env, f"dual-write {phase.value}", dual)
     ratios = {label: round(d["median"] / min(r["median"], m["median"]), 3)
               for label, r, m, d in zip(("insert", "update"), rdbms, mongo, both, strict=True)}
-    one_process = {label: round(d["median"] / min(r["median"], m["median"]), 3)
-                   for label, r, m, d in zip(("insert", "update"), rdbms, mongo, in_process, strict=True)}
     # Both stores' servers and the client share the machine's cores: when the slower store's own writes already
     # keep them busy, the faster store's work can only come out of the same core-seconds, and dual-write can reach
     # at most slower / (slower + faster) of the slower store's ceiling.
@@ -155,11 +137,10 @@ def run_all(env: dict[str, str]) -> dict[str, Any]:
                     "ferretdb": round(m["median"] * m["cpu_ms_per_doc"] / 1000 / CORES, 2),
                     "dual_write": round(d["median"] * d["cpu_ms_per_doc"] / 1000 / CORES, 2)}
             for label, r, m, d in zip(("insert", "update"), rdbms, mongo, both, strict=True)}
-    print(f"  dual-write / slower store's ceiling: {ratios} (stores in one process: {one_process}); shared-core bound: "
-          f"{bounds}; cores busy: {busy}", flush=True)
+    print(f"  dual-write / slower store's ceiling: {ratios}; shared-core bound: {bounds}; cores busy: {busy}",
+          flush=True)
     return {"documents": DOCS, "batch": BATCH, "chunk": CHUNK, "rdbms": rdbms, "ferretdb": mongo, "dual_write": both,
-            "dual_write_one_process": in_process, "ratio_to_slower": ratios, "ratio_to_slower_one_process": one_process,
-            "shared_core_bound": bounds, "cores_busy": busy}
+            "ratio_to_slower": ratios, "shared_core_bound": bounds, "cores_busy": busy}
 
 
 if __name__ == "__main__":

@@ -7,8 +7,7 @@ batch counts as done) and a repair loop in this app writes them again until the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from functools import partial
+from collections.abc import Sequence
 
 from pydantic import Field
 
@@ -16,7 +15,6 @@ from sinks.base import AppOptions, Outcome, SinkApp
 from sinks.changes import pending_changes, to_change
 from sinks.mongo import TRACK_INDEXES
 from streams import settings
-from streams.catalog.dburl import mask_password
 from streams.errors import ServiceUnavailableError
 from streams.migration.dual_write import DualWriter, Outbox, repair_topic
 from streams.migration.phases import FixedPhase, Phase, PhaseView, StoreRole, SwitchState, routing
@@ -25,11 +23,8 @@ from streams.migration.shadow_metrics import ShadowMetrics
 from streams.migration.switch_watch import SwitchWatch, open_phase_view
 from streams.migration.template import catalog_template_path
 from streams.records import Record
-from streams.stores.base import DocumentStore, StoreWriter
-from streams.stores.embedded import SCHEME as EMBEDDED_SCHEME
+from streams.stores.base import DocumentStore
 from streams.stores.factory import open_relational_store, open_store
-from streams.stores.mongo import masked_uri
-from streams.stores.process import StoreProcess
 
 
 class DualWriteOptions(AppOptions):
@@ -47,9 +42,6 @@ class DualWriteOptions(AppOptions):
     chunk_size: int = Field(default=100, ge=1, le=100_000, description="Documents per store write; the shadow "
                                                                        "writes one chunk while the primary writes "
                                                                        "the next.")
-    store_processes: bool = Field(default=True, description="Write each database server from a process of its own, "
-                                                            "so the two clients' work runs on two cores (stores in "
-                                                            "local files stay in this process).")
 
 
 def open_rdbms_writer(url: str, template: str, collection: str, writer: str) -> DocumentStore:
@@ -76,10 +68,6 @@ def open_mongo_writer(uri: str, database: str, collection: str) -> DocumentStore
     return store
 
 
-def _on_a_server(url: str) -> bool:
-    return not url.startswith(("sqlite:", EMBEDDED_SCHEME))
-
-
 class DualWriteSink(SinkApp[DualWriteOptions]):
     name = "dual-write"
     options_model = DualWriteOptions
@@ -91,7 +79,7 @@ class DualWriteSink(SinkApp[DualWriteOptions]):
         """Open both stores, the outbox and the repair loop; retried while a store is unreachable."""
         context = self.context
         if self.writer is None:
-            stores = self._open_writer_stores()
+            stores = self._open_stores()
             metrics = ShadowMetrics(context.metrics.registry, context.stream, context.label, context.instance)
             topic = repair_topic(context.stream, context.label)
             view = self._phase_view()
@@ -112,40 +100,18 @@ class DualWriteSink(SinkApp[DualWriteOptions]):
             return FixedPhase(SwitchState("-", phase, routing(phase).reads, 0))
         return open_phase_view(self.context, migration)
 
-    def _openers(self) -> dict[StoreRole, tuple[Callable[[], DocumentStore], str, str]]:
-        """How to open each store (picklable, for a store process), its URL, and where it is (no password)."""
+    def _open_stores(self) -> dict[StoreRole, DocumentStore]:
+        """Both stores, checked (the dual writer's and the repair loop's)."""
         options = self.options
         template = options.template or str(catalog_template_path())
-        writer = f"{self.context.stream}.{self.context.label}"
-        return {StoreRole.RDBMS: (partial(open_rdbms_writer, options.rdbms_url, template, options.collection, writer),
-                                  options.rdbms_url, mask_password(options.rdbms_url)),
-                StoreRole.MONGO: (partial(open_mongo_writer, options.mongo_uri, options.database, options.collection),
-                                  options.mongo_uri, masked_uri(options.mongo_uri))}
-
-    def _open_stores(self) -> dict[StoreRole, DocumentStore]:
-        """Both stores in this process (the repair loop's)."""
-        opened: dict[StoreRole, DocumentStore] = {}
+        rdbms = open_rdbms_writer(options.rdbms_url, template, options.collection,
+                                  writer=f"{self.context.stream}.{self.context.label}")
         try:
-            for role, (opener, _url, _where) in self._openers().items():
-                opened[role] = opener()
+            mongo = open_mongo_writer(options.mongo_uri, options.database, options.collection)
         except BaseException:
-            for store in opened.values():
-                store.close()
+            rdbms.close()
             raise
-        return opened
-
-    def _open_writer_stores(self) -> Mapping[StoreRole, StoreWriter]:
-        """The dual writer's stores: each server's in a process of its own unless --store-processes=false."""
-        opened: dict[StoreRole, StoreWriter] = {}
-        try:
-            for role, (opener, url, where) in self._openers().items():
-                isolated = self.options.store_processes and _on_a_server(url)
-                opened[role] = StoreProcess(opener, where) if isolated else opener()
-        except BaseException:
-            for store in opened.values():
-                store.close()
-            raise
-        return opened
+        return {StoreRole.RDBMS: rdbms, StoreRole.MONGO: mongo}
 
     def write(self, batch: Sequence[Record]) -> Outcome:
         assert self.writer is not None and self.repair is not None, "write() before setup()"

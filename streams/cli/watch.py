@@ -8,8 +8,11 @@ per refresh, so a log or a pipe gets every reading.
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -92,20 +95,34 @@ class StreamView:
 
 def watch(name: str, read: Callable[[], Sequence[AppInstanceStatus]], console: Console | None = None,
           readings: int | None = None) -> None:
-    """Redraw until Ctrl-C (or `readings` times); `read` takes about a second (the rate window)."""
+    """Redraw until Ctrl-C (or `readings` times); `read` takes about a second (the rate window).
+
+    Ctrl-C only asks the loop to stop after the reading in progress: an interrupt raised inside the live display's
+    locks could leave it waiting on itself."""
     console = console or Console()
     view = StreamView(name)
-    live = console.is_terminal
-    try:
-        if live:
+    stop = threading.Event()
+    with _stop_on_ctrl_c(stop):
+        if console.is_terminal:
             with Live(view.table(), console=console, refresh_per_second=4, transient=False) as screen:
-                while readings is None or view.readings < readings:
+                while not stop.is_set() and (readings is None or view.readings < readings):
                     view.update(read())
                     screen.update(view.table())
         else:
-            while readings is None or view.readings < readings:
+            while not stop.is_set() and (readings is None or view.readings < readings):
                 view.update(read())
                 console.print(view.table())
                 console.file.flush()
-    except KeyboardInterrupt:
+
+
+@contextmanager
+def _stop_on_ctrl_c(stop: threading.Event) -> Iterator[None]:
+    """SIGINT sets `stop` instead of raising, while inside (the main thread only: signals go there)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
         return
+    previous = signal.signal(signal.SIGINT, lambda _signum, _frame: stop.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

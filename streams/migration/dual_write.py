@@ -23,7 +23,7 @@ from streams.migration.phases import PhaseView, StoreRole, routing
 from streams.migration.shadow_metrics import ShadowMetrics
 from streams.records import Record
 from streams.runtime.contract import Failure
-from streams.stores.base import ApplyResult, Change, StoreWriter
+from streams.stores.base import ApplyResult, Change, DocumentStore
 
 REPAIR_STORE_HEADER = "tf-repair-store"
 REPAIR_REASON_HEADER = "tf-repair-reason"
@@ -52,7 +52,7 @@ def rejected_failures(items: Sequence[Pending], result: ApplyResult, kind: str, 
             for item in items if item.change.key in result.rejected]
 
 
-def _role_of(stores: Mapping[StoreRole, StoreWriter], store: StoreWriter) -> str:
+def _role_of(stores: Mapping[StoreRole, DocumentStore], store: DocumentStore) -> str:
     return next((role.value for role, candidate in stores.items() if candidate is store), "store")
 
 
@@ -73,7 +73,7 @@ class Outbox:
 
 
 class DualWriter:
-    def __init__(self, stores: Mapping[StoreRole, StoreWriter], collection: str, view: PhaseView, outbox: Outbox,
+    def __init__(self, stores: Mapping[StoreRole, DocumentStore], collection: str, view: PhaseView, outbox: Outbox,
                  metrics: ShadowMetrics, log: Any, chunk_size: int = 100, shadow_pause_s: float = 2.0) -> None:
         self.stores = stores
         self.collection = collection
@@ -124,7 +124,7 @@ class DualWriter:
             self.metrics.shadow_failures.inc(len(owed))
         return failures
 
-    def _misfits(self, items: Sequence[Pending], stores: list[StoreWriter]) -> tuple[list[Failure], list[Pending]]:
+    def _misfits(self, items: Sequence[Pending], stores: list[DocumentStore]) -> tuple[list[Failure], list[Pending]]:
         """Documents the shadow cannot hold (a title too long for its column) reach neither store: the stores
         would disagree, and a rollback would lose them."""
         failures: list[Failure] = []
@@ -139,7 +139,7 @@ class DualWriter:
                 items = [item for item in items if item.change.key not in refused]
         return failures, list(items)
 
-    def _shadow_write(self, shadow: StoreWriter, items: list[Pending]) -> Future[ApplyResult] | None:
+    def _shadow_write(self, shadow: DocumentStore, items: list[Pending]) -> Future[ApplyResult] | None:
         """The shadow's write of a chunk, in the background; None while the shadow is paused after a failure."""
         if time.monotonic() < self._shadow_down_until:
             return None

@@ -45,14 +45,6 @@ class ApplyResult:
     rejected: dict[Any, list[dict[str, str]]] = field(default_factory=dict)
 
 
-class StoreWriter(Protocol):
-    """What a writer of a store needs: a DocumentStore, or its writes in a process of their own."""
-
-    def apply(self, collection: str, changes: Sequence[Change]) -> ApplyResult: ...
-
-    def close(self) -> None: ...
-
-
 class DocumentStore(Protocol):
     def apply(self, collection: str, changes: Sequence[Change]) -> ApplyResult:
         """Apply a batch in one round trip; older-or-equal versions leave the stored state untouched."""

@@ -80,13 +80,21 @@ def _watch_in_a_terminal(env: dict[str, str], stream: str, seconds: float) -> tu
             if select.select([leader], [], [], 0.2)[0]:
                 screen += os.read(leader, 65536)
         process.send_signal(signal.SIGINT)
-        code = process.wait(20)
-        while select.select([leader], [], [], 0.2)[0]:
-            try:
-                screen += os.read(leader, 65536)
-            except OSError:
+        # read on while it exits: a full terminal buffer would hold its last screen (and its exit) back
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if select.select([leader], [], [], 0.2)[0]:
+                try:
+                    screen += os.read(leader, 65536)
+                except OSError:
+                    break
+            elif process.poll() is not None:
                 break
+        code = process.wait(5)
     finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
         os.close(leader)
     return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode(errors="replace")), code
 

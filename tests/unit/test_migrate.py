@@ -90,7 +90,7 @@ def _in_background(legacy_url: str, tmp_path: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "streams.cli", "migrate", "start", "--source", legacy_url, "--target",
          f"embedded://{tmp_path / 'store'}", "--template", str(CATALOG_TEMPLATE), "--chunk-rows", "100",
-         "--throttle", "400"], env={**os.environ, "TUNEFLOW_HOME": str(tmp_path / "home")},
+         "--throttle", "200"], env={**os.environ, "TUNEFLOW_HOME": str(tmp_path / "home")},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
