@@ -187,12 +187,12 @@ def run_live_migration(server_url: str, *, tracks: int, writes_per_s: float, wor
             cli.ok("stream", "deploy", stream)
             wait_ready(cli, stream)
             writer.start()
-            time.sleep(3)  # changes before the snapshot too
+            time.sleep(2)  # changes before the snapshot too
             started = time.perf_counter()
             cli.ok("migrate", "start", "--source", url, "--target", mongo_uri, "--database", target,
                    "--template", str(CATALOG_TEMPLATE), "--parallel", str(parallel))
             report["migrate_s"] = round(time.perf_counter() - started, 1)
-            time.sleep(5)  # and after it
+            time.sleep(3)  # and after it
             writer.stop.set()
             writer.join(60)
             if writer.error is not None:
