@@ -35,3 +35,17 @@ def in_process(home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captu
         return Result(exited.value.code if isinstance(exited.value.code, int) else 1, out, err)
 
     return run
+
+
+def migrated_catalog(tuneflow: Run, directory: Path, tracks: int, seed: int) -> tuple[str, str]:
+    """A generated catalog of `tracks` tracks (SQLite) migrated into the embedded store: (source URL, target URL)."""
+    from streams.catalog.generator import generate_catalog
+    from tests.migration_oracle import CATALOG_TEMPLATE
+
+    source = f"sqlite:///{directory / 'legacy.sqlite'}"
+    generate_catalog(source, tracks, seed=seed)
+    target = f"embedded://{directory / 'store'}"
+    started = tuneflow("migrate", "start", "--source", source, "--target", target, "--template",
+                       str(CATALOG_TEMPLATE))
+    assert started.returncode == 0, started.stderr
+    return source, target

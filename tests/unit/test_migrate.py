@@ -16,7 +16,7 @@ from streams.catalog.generator import generate_catalog
 from streams.serde import business_fields, canonical_json
 from streams.stores.embedded import EmbeddedStore
 from tests.migration_oracle import CATALOG_TEMPLATE
-from tests.unit.cli import Run, in_process
+from tests.unit.cli import Run
 
 
 @pytest.fixture(scope="module")
@@ -24,11 +24,6 @@ def legacy_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = f"sqlite:///{tmp_path_factory.mktemp('legacy') / 'legacy.sqlite'}"
     generate_catalog(url, 2500, seed=9)
     return url
-
-
-@pytest.fixture
-def tuneflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
-    return in_process(tmp_path / "home", monkeypatch, capsys)
 
 
 def _contents(directory: Path, collection: str) -> dict[object, bytes]:

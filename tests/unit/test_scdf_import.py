@@ -9,18 +9,12 @@ import orjson
 import pytest
 
 from streams.runtime import loader
-from tests.unit.cli import Result, Run, in_process
+from tests.unit.cli import Result, Run
 
 EXPORT = Path(__file__).parents[1] / "scdf" / "streams.json"
 FULLY_MAPPED = ["all-tracks-log", "eu-in", "orders-archive", "orders-copy", "orders-in", "orders-log", "us-in"]
 
 DRY_RUN_REPORT = (EXPORT.parent / "streams.dry-run.txt").read_text()  # every line checked by hand
-
-
-@pytest.fixture
-def tuneflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
-    """The `tuneflow` entry point in this process, with its own TUNEFLOW_HOME (`home=` picks another)."""
-    return in_process(tmp_path / "home", monkeypatch, capsys)
 
 
 def http_registered() -> bool:

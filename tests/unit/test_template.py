@@ -17,7 +17,7 @@ from streams.migration.template import load_template, parse_template
 from streams.migration.template_reader import KeyRange
 from streams.serde import business_fields, canonical_json
 from tests.migration_oracle import CATALOG_TEMPLATE, assembled_tracks
-from tests.unit.cli import Run, in_process
+from tests.unit.cli import Run
 
 
 @pytest.fixture(scope="module")
@@ -27,11 +27,6 @@ def legacy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Engi
     engine = make_engine(url)
     yield url, engine
     engine.dispose()
-
-
-@pytest.fixture
-def tuneflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
-    return in_process(tmp_path / "home", monkeypatch, capsys)
 
 
 def test_catalog_template_builds_the_documents_assemble_builds(legacy: tuple[str, Engine]) -> None:

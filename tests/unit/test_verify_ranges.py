@@ -6,20 +6,13 @@ import json
 import sqlite3
 from pathlib import Path
 
-import pytest
-
 from streams.catalog.generator import generate_catalog
 from streams.migration.source import load_bound
 from streams.migration.verify import RangeVerifier, field_diff
 from streams.stores.base import Change
 from streams.stores.embedded import EmbeddedStore
 from tests.migration_oracle import CATALOG_TEMPLATE
-from tests.unit.cli import Run, in_process
-
-
-@pytest.fixture
-def tuneflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
-    return in_process(tmp_path / "home", monkeypatch, capsys)
+from tests.unit.cli import Run
 
 
 def test_clean_then_tampered_target_and_source(tmp_path: Path, tuneflow: Run) -> None:

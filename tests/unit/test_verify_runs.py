@@ -12,32 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from streams.catalog.generator import generate_catalog
 from streams.migration.verify_runs import VerifyRuns, latest_clean_verify
 from streams.state import open_state
 from streams.stores.base import Change
 from streams.stores.embedded import EmbeddedStore
 from tests.migration_oracle import CATALOG_TEMPLATE
-from tests.unit.cli import Run, in_process
+from tests.unit.cli import Run, migrated_catalog
 
 TRACKS = 2000
 
 
 @pytest.fixture
-def tuneflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
-    return in_process(tmp_path / "home", monkeypatch, capsys)
-
-
-@pytest.fixture
 def migrated(tmp_path: Path, tuneflow: Run) -> tuple[str, str]:
-    """A generated catalog (SQLite) migrated into the embedded store: (source URL, target URL)."""
-    source = f"sqlite:///{tmp_path / 'legacy.sqlite'}"
-    generate_catalog(source, TRACKS, seed=6)
-    target = f"embedded://{tmp_path / 'store'}"
-    started = tuneflow("migrate", "start", "--source", source, "--target", target, "--template",
-                       str(CATALOG_TEMPLATE))
-    assert started.returncode == 0, started.stderr
-    return source, target
+    return migrated_catalog(tuneflow, tmp_path, TRACKS, seed=6)
 
 
 def _tamper(tmp_path: Path, *keys: int) -> None:
