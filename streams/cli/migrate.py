@@ -10,7 +10,7 @@ import click
 from streams.catalog.dburl import mask_password
 from streams.cli.migration_options import collection_names, password_options, source_and_target, with_password
 from streams.cli.progress import Progress
-from streams.cli.run_views import counts_line, echo_run, echo_runs, tail_lines
+from streams.cli.run_views import add_run_commands, counts_line, tail_lines
 from streams.errors import ConfigError
 from streams.migration.backfill import MigrateReport, MigrationJob, plan_chunks, rebind_template
 from streams.migration.runs import MigrationRuns, RunProgress
@@ -142,17 +142,6 @@ def _summary(run_id: str, report: MigrateReport) -> None:
         click.echo(f"  rejected {key!r}: {reason}", err=True)
 
 
-@migrate.command("status")
-@click.argument("run_id", metavar="[ID]", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def status(run_id: str | None, as_json: bool) -> None:
-    """Chunks and rows done, rate and ETA of migration ID (default: the latest)."""
-    with open_state() as state:
-        runs = MigrationRuns(state)
-        progress = runs.progress(run_id or runs.latest())
-    echo_run(progress, as_json, _status_text)
-
-
 def _status_text(p: RunProgress) -> str:
     lines = [f"migration {p.id}: {p.status}",
              f"  {p.source} → {p.target} through {p.template}",
@@ -166,16 +155,12 @@ def _status_text(p: RunProgress) -> str:
     return "\n".join(lines)
 
 
-@migrate.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def list_runs(as_json: bool) -> None:
-    """Every migration run, oldest first."""
-    with open_state() as state:
-        runs = MigrationRuns(state)
-        found = [runs.progress(run_id) for run_id in runs.ids()]
-    echo_runs(found, as_json, lambda p: f"{p.id}  {p.status:<11}  {p.rows_done:>12,}/{p.rows_planned:<12,}  "
-                                        f"{p.created_at:%Y-%m-%d %H:%M}  {', '.join(p.collections)}",
-              "no migrations yet")
+add_run_commands(migrate, MigrationRuns,
+                 status_help="Chunks and rows done, rate and ETA of migration ID (default: the latest).",
+                 list_help="Every migration run, oldest first.", text=_status_text,
+                 line=lambda p: f"{p.id}  {p.status:<11}  {p.rows_done:>12,}/{p.rows_planned:<12,}  "
+                                f"{p.created_at:%Y-%m-%d %H:%M}  {', '.join(p.collections)}",
+                 none="no migrations yet")
 
 
 @migrate.command("cancel")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 import click
 
+from streams.state import open_state
 from streams.state.models import MigrationStatus
 
 
@@ -17,18 +18,41 @@ class RunView(Protocol):
 
 R = TypeVar("R", bound=RunView)
 
+
+class Runs(Protocol[R]):
+    def progress(self, run_id: str) -> R: ...
+
+    def latest(self) -> str: ...
+
+    def ids(self) -> list[str]: ...
+
+
 RESUMABLE = ("stopped", MigrationStatus.INTERRUPTED, MigrationStatus.FAILED)
 
 
-def echo_run(progress: R, as_json: bool, text: Callable[[R], str]) -> None:
-    click.echo(json.dumps(progress.as_json(), indent=2) if as_json else text(progress))
+def add_run_commands(group: click.Group, runs: Callable[[Any], Runs[R]], *, status_help: str, list_help: str,
+                     text: Callable[[R], str], line: Callable[[R], str], none: str) -> None:
+    """`status [ID]` (one run in full; the latest by default) and `list` (every run, a line each) on `group`."""
 
+    @group.command("status", help=status_help)
+    @click.argument("run_id", metavar="[ID]", required=False)
+    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+    def status(run_id: str | None, as_json: bool) -> None:
+        with open_state() as state:
+            found = runs(state)
+            progress = found.progress(run_id or found.latest())
+        click.echo(json.dumps(progress.as_json(), indent=2) if as_json else text(progress))
 
-def echo_runs(found: Sequence[R], as_json: bool, line: Callable[[R], str], none: str) -> None:
-    if as_json:
-        click.echo(json.dumps([p.as_json() for p in found], indent=2))
-        return
-    click.echo("\n".join(line(p) for p in found) if found else none)
+    @group.command("list", help=list_help)
+    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+    def list_runs(as_json: bool) -> None:
+        with open_state() as state:
+            found = runs(state)
+            every = [found.progress(run_id) for run_id in found.ids()]
+        if as_json:
+            click.echo(json.dumps([p.as_json() for p in every], indent=2))
+            return
+        click.echo("\n".join(line(p) for p in every) if every else none)
 
 
 def counts_line(what: str, done: int, total: int, rows_done: int, rows_planned: int) -> str:

@@ -16,7 +16,7 @@ from streams.catalog.dburl import mask_password
 from streams.cli.errors import EXIT_FAILURE
 from streams.cli.migration_options import collection_names, password_options, source_and_target, with_password
 from streams.cli.progress import Progress
-from streams.cli.run_views import counts_line, echo_run, echo_runs, tail_lines
+from streams.cli.run_views import add_run_commands, counts_line, tail_lines
 from streams.migration.backfill import Pace, rebind_template
 from streams.migration.recheck import Recheck
 from streams.migration.runs import ChunkPlan
@@ -221,17 +221,6 @@ def _text(diff: CollectionDiff) -> str:
     return "\n".join(lines)
 
 
-@verify.command("status")
-@click.argument("run_id", metavar="[ID]", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def status(run_id: str | None, as_json: bool) -> None:
-    """Ranges and rows done, differences so far, rate and ETA of verify run ID (default: the latest)."""
-    with open_state() as state:
-        runs = VerifyRuns(state)
-        progress = runs.progress(run_id or runs.latest())
-    echo_run(progress, as_json, _status_text)
-
-
 def _verdict(p: VerifyProgress) -> str:
     if p.result.ok is None:
         return p.result.status
@@ -252,13 +241,10 @@ def _status_text(p: VerifyProgress) -> str:
     return "\n".join(lines)
 
 
-@verify.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def list_runs(as_json: bool) -> None:
-    """Every verify run, oldest first."""
-    with open_state() as state:
-        runs = VerifyRuns(state)
-        found = [runs.progress(run_id) for run_id in runs.ids()]
-    echo_runs(found, as_json, lambda p: f"{p.result.id}  {_verdict(p):<20}  {p.rows_done:>12,}/{p.rows_planned:<12,}  "
-                                        f"{p.result.created_at:%Y-%m-%d %H:%M}  {', '.join(p.result.collections)}",
-              "no verify runs yet")
+add_run_commands(verify, VerifyRuns,
+                 status_help="Ranges and rows done, differences so far, rate and ETA of verify run ID (default: the "
+                             "latest).",
+                 list_help="Every verify run, oldest first.", text=_status_text,
+                 line=lambda p: f"{p.result.id}  {_verdict(p):<20}  {p.rows_done:>12,}/{p.rows_planned:<12,}  "
+                                f"{p.result.created_at:%Y-%m-%d %H:%M}  {', '.join(p.result.collections)}",
+                 none="no verify runs yet")

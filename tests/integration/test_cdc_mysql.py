@@ -209,6 +209,14 @@ def table_rows(url: str, tables: tuple[str, ...] = TABLES) -> dict[tuple[str, by
     return rows
 
 
+def gtid_of(database: str, statement: str) -> str:
+    """Run one statement in a transaction of its own; the GTID that transaction got."""
+    with connect(database) as cursor:
+        cursor.execute(statement)
+        cursor.execute("SELECT @@last_gtid")
+        return str(cursor.fetchone()[0])
+
+
 def delivered(bootstrap: str, topic: str, gtid: str) -> bool:
     return any(headers.get(TX_ID_HEADER, b"").decode() == gtid for _, _, headers in read_topic(bootstrap, topic))
 
@@ -268,10 +276,7 @@ def test_the_topic_replays_into_the_tables_through_two_kills(database: str, kafk
         before_redeploy = len(read_topic(kafka_bootstrap, topic))
         process = source(database, stream, tmp_path, "cdc-redeployed").start()
         process.wait_ready()
-        with connect(database) as cursor:
-            cursor.execute("UPDATE genre SET name = 'Pansori 판소리 🪘' WHERE genre_id = 9999")
-            cursor.execute("SELECT @@last_gtid")
-            after_redeploy = cursor.fetchone()[0]
+        after_redeploy = gtid_of(database, "UPDATE genre SET name = 'Pansori 판소리 🪘' WHERE genre_id = 9999")
         wait_for(lambda: delivered(kafka_bootstrap, topic, after_redeploy), 60, "the change after redeploy", process)
     finally:
         process.stop()

@@ -22,7 +22,15 @@ from tests.integration.cdc_snapshot_story import Source, snapshot_under_a_writer
 from tests.integration.pipeline import create_topic, read_topic
 from tests.integration.processes import wait_for
 from tests.integration.services import unique_name
-from tests.integration.test_cdc_mysql import Writer, catalog_database, connect, delivered, source, table_rows
+from tests.integration.test_cdc_mysql import (
+    Writer,
+    catalog_database,
+    connect,
+    delivered,
+    gtid_of,
+    source,
+    table_rows,
+)
 
 
 @pytest.fixture
@@ -113,10 +121,7 @@ def test_a_killed_snapshot_resumes_after_its_last_durable_chunk_and_converges(da
         writer.stopping = True
         writer.join(30)
         assert writer.error is None, writer.error
-        with connect(database) as cursor:
-            cursor.execute("INSERT INTO genre VALUES (9999, 'Fado')")
-            cursor.execute("SELECT @@last_gtid")
-            last = cursor.fetchone()[0]
+        last = gtid_of(database, "INSERT INTO genre VALUES (9999, 'Fado')")
         wait_for(lambda: delivered(kafka_bootstrap, topic, last), 60, "the last change in Kafka", process)
     finally:
         process.stop()
